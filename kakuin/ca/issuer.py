@@ -1,0 +1,365 @@
+"""The issuance pipeline. Only this module (and ``hierarchy``) signs with CA keys.
+
+Order (DESIGN.md, Boulder's two-phase issuance):
+
+1. check the request against policy (key rules and blocklist, subject rules,
+   names, validity) — nothing is stored for a refused request;
+2. reserve a random serial (127 bits from ``secrets``; BR 7.1 wants ≥ 64) and
+   record the intent; the database's unique constraint makes it unique;
+3. build the TBS and sign it with a throwaway key of the issuer's type; lint
+   that with pkilint; any ERROR/FATAL marks the record failed and stops;
+4. sign the very same TBS bytes with the CA key; store the DER; return the
+   leaf and the chain to install.
+
+A crash between steps leaves the record in ``reserved`` or ``linted``;
+``recover`` marks such records ``abandoned`` and their serials are never used
+again (a new request always draws a new serial).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from kakuin.ca import der
+from kakuin.ca.authority import AuthorityCache, LoadedCA
+from kakuin.ca.keystore import KeyType, PublicKey, generate_private_key
+from kakuin.ca.lint import CertificateLinter, blocking
+from kakuin.clock import Clock
+from kakuin.config import Config
+from kakuin.errors import BadCSR, IssuanceError, KeyRuleError, LintError, NameRuleError, NotFound
+from kakuin.policy import names as name_rules
+from kakuin.policy.keys import check_key, describe_key
+from kakuin.policy.profiles import Kind, Profile, Purpose, ValidityKind, extensions_for
+from kakuin.policy.subject import SubjectRules, check_subject
+from kakuin.policy.validity import decide_validity, max_tls_validity_days
+from kakuin.store.db import Database
+from kakuin.store.models import Certificate
+from kakuin.store.repos import BlockedKeyRepo, CertificateRepo, InstitutionRepo
+
+STALE_AFTER = dt.timedelta(minutes=10)
+
+
+@dataclass(frozen=True, slots=True)
+class IssueRequest:
+    profile: str
+    public_key: PublicKey
+    subject: x509.Name
+    dns_names: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
+    institution: str | None = None  # registered English name
+    requested_days: int | None = None
+    requested_by: str = ""
+    purpose: Purpose | None = None
+    extra_extensions: tuple[tuple[x509.ExtensionType, bool], ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    serial: str
+    certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+    issuer_slug: str
+    note: str | None = None
+
+
+def random_serial() -> int:
+    # 16 random bytes with the top bit cleared: positive, 127 bits of entropy,
+    # at most 16 content octets (RFC 5280 §4.1.2.2 allows 20).
+    return int.from_bytes(secrets.token_bytes(16), "big") & ((1 << 127) - 1) or 1
+
+
+def parse_csr(data: bytes) -> x509.CertificateSigningRequest:
+    """A CSR from PEM or DER, with its self-signature checked."""
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            csr = x509.load_pem_x509_csr(data)
+        else:
+            csr = x509.load_der_x509_csr(data)
+    except ValueError as exc:
+        raise BadCSR(f"cannot parse CSR: {exc}") from None
+    try:
+        valid = csr.is_signature_valid
+    except Exception:  # unsupported key types raise here
+        raise BadCSR("CSR signature cannot be checked (unsupported key type)") from None
+    if not valid:
+        raise BadCSR("CSR signature is invalid")
+    return csr
+
+
+def csr_names(csr: x509.CertificateSigningRequest) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(dNSNames, rfc822Names) requested in the CSR's extensionRequest."""
+    try:
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return (), ()
+    except ValueError as exc:
+        raise BadCSR(f"CSR extensions cannot be parsed: {exc}") from None
+    return (
+        tuple(san.get_values_for_type(x509.DNSName)),
+        tuple(san.get_values_for_type(x509.RFC822Name)),
+    )
+
+
+_THROWAWAY: dict[KeyType, object] = {}
+
+
+def _throwaway_key(key_type: KeyType) -> object:
+    key = _THROWAWAY.get(key_type)
+    if key is None:
+        key = _THROWAWAY[key_type] = generate_private_key(key_type)
+    return key
+
+
+class IssuanceService:
+    def __init__(
+        self,
+        config: Config,
+        db: Database,
+        authorities: AuthorityCache,
+        profiles: dict[str, Profile],
+        clock: Clock,
+        linter: CertificateLinter | None,
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.authorities = authorities
+        self.profiles = profiles
+        self.clock = clock
+        self.linter = linter if config.policy.lint else None
+
+    # -- policy ------------------------------------------------------------
+    def profile(self, name: str) -> Profile:
+        try:
+            return self.profiles[name]
+        except KeyError:
+            known = ", ".join(sorted(p for p, v in self.profiles.items() if not v.is_ca))
+            raise NotFound(f"unknown profile {name!r} (known: {known})") from None
+
+    def _purpose(self, profile: Profile, req: IssueRequest) -> Purpose:
+        if req.purpose is not None:
+            if req.purpose not in profile.purposes:
+                raise KeyRuleError(
+                    f"profile {profile.name} is not issued by {req.purpose} CAs", rule="purpose"
+                )
+            return req.purpose
+        if profile.purposes == (Purpose.TLS_RSA, Purpose.TLS_ECDSA):
+            is_ec = isinstance(req.public_key, ec.EllipticCurvePublicKey)
+            return Purpose.TLS_ECDSA if is_ec else Purpose.TLS_RSA
+        if not profile.purposes:
+            raise NotFound(f"profile {profile.name} is not issued by an intermediate")
+        return profile.purposes[0]
+
+    def _subject(self, profile: Profile, req: IssueRequest, organization: str | None) -> x509.Name:
+        if profile.kind is Kind.SERVER_DV:
+            # BR 7.1.4.2.2 / Boulder: a DV subject is only the CN, taken from the SANs.
+            return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, req.dns_names[0])])
+        if profile.kind is Kind.SMIME:
+            mailbox = req.emails[0]
+            return x509.Name(
+                [
+                    x509.NameAttribute(NameOID.COMMON_NAME, mailbox),
+                    x509.NameAttribute(NameOID.EMAIL_ADDRESS, mailbox),
+                ]
+            )
+        if profile.subject_rules:
+            rules = SubjectRules(
+                country=self.config.policy.country,
+                allow_ou=profile.kind not in (Kind.SERVER_OV,),  # BR 7.1.4.2.2(i): no OU
+            )
+            check_subject(
+                req.subject,
+                rules,
+                organization=organization,
+                email_allowed=profile.kind is Kind.CLIENT,
+            )
+        return req.subject
+
+    def _names(self, profile: Profile, req: IssueRequest, allowed_domains: list[str] | None) -> None:
+        if profile.dns_names:
+            if not req.dns_names:
+                raise NameRuleError("a server certificate needs at least one DNS name", rule="san-missing")
+            for n in req.dns_names:
+                name_rules.check_dns_name(n)
+                if allowed_domains is not None:
+                    name_rules.check_within(n, allowed_domains)
+            if profile.kind is Kind.SERVER_OV:
+                cns = req.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+                if cns and str(cns[0].value).lower() not in {d.lower() for d in req.dns_names}:
+                    raise NameRuleError(
+                        "the subject CN must also be one of the DNS names (BR 7.1.4.3)",
+                        rule="cn-not-in-san",
+                        field="CN",
+                    )
+        elif req.dns_names:
+            raise NameRuleError(f"profile {profile.name} carries no DNS names", rule="san-not-allowed")
+        if profile.emails:
+            if profile.kind is Kind.SMIME and not req.emails:
+                raise NameRuleError("an S/MIME certificate needs a mailbox address", rule="email-missing")
+            for e in req.emails:
+                name_rules.check_email(e)
+        elif req.emails:
+            raise NameRuleError(f"profile {profile.name} carries no e-mail addresses", rule="email-not-allowed")
+
+    def _validity(self, profile: Profile, req: IssueRequest, now: dt.datetime) -> tuple[dt.datetime, dt.datetime, str | None]:
+        if profile.validity is ValidityKind.TLS_SCHEDULE:
+            limit_days, limit_months = max_tls_validity_days(now), None
+        elif profile.validity is ValidityKind.MONTHS:
+            months = self.config.policy.client_validity_months if profile.kind is Kind.CLIENT else profile.validity_value
+            limit_days, limit_months = None, months
+        else:
+            limit_days, limit_months = profile.validity_value, None
+        d = decide_validity(
+            now=now,
+            limit_days=limit_days,
+            limit_months=limit_months,
+            requested_days=req.requested_days,
+            default_days=None,
+            over_limit=self.config.policy.over_limit,
+        )
+        return d.not_before, d.not_after, d.note
+
+    # -- pipeline ----------------------------------------------------------
+    def issue(self, req: IssueRequest, on_step: Callable[[str], None] | None = None) -> Issued:
+        step = on_step or (lambda _name: None)
+        profile = self.profile(req.profile)
+        if profile.is_ca:
+            raise NotFound(f"profile {profile.name} is for CA certificates; use kakuin ca …")
+        now = self.clock.now()
+        with self.db.session() as s:
+            organization: str | None = None
+            allowed_domains: list[str] | None = None
+            institution_id: int | None = None
+            if req.institution:
+                inst = InstitutionRepo(s).by_name(req.institution)
+                organization, institution_id = inst.name_en, inst.id
+                allowed_domains = [d.domain for d in inst.domains if d.approved] or None
+            elif self.config.policy.institution_required and profile.subject_rules:
+                raise NotFound("an institution is required (policy.institution_required)")
+            spki = check_key(req.public_key, profile.key_rules, BlockedKeyRepo(s).is_blocked)
+            if profile.kind is Kind.CODE_SIGNING and isinstance(req.public_key, rsa.RSAPublicKey):
+                if req.public_key.key_size < 3072:
+                    # CS BR 6.1.5.2: RSA subscriber keys for code signing ≥ 3072 bits.
+                    raise KeyRuleError("code signing needs RSA ≥ 3072 bits or ECDSA", rule="rsa-size")
+            self._names(profile, req, allowed_domains)
+            subject = self._subject(profile, req, organization)
+            not_before, not_after, note = self._validity(profile, req, now)
+            ca = self.authorities.issuing(s, self._purpose(profile, req), now)
+            if not_after > ca.not_after:
+                raise IssuanceError(
+                    f"{ca.name} expires {ca.not_after:%Y-%m-%d}, before the certificate would; rotate it"
+                )
+            shards = self.config.policy.crl_shards
+            repo = CertificateRepo(s)
+            for _ in range(5):
+                serial = random_serial()
+                record = Certificate(
+                    serial=format(serial, "x"),
+                    issuer_id=ca.id,
+                    profile=profile.name,
+                    state="reserved",
+                    subject=subject.rfc4514_string(),
+                    sans=" ".join(req.dns_names + req.emails),
+                    spki_sha256=spki,
+                    key_type=describe_key(req.public_key),
+                    not_before=not_before,
+                    not_after=not_after,
+                    crl_shard=crl_shard(not_after, shards),
+                    institution_id=institution_id,
+                    requested_by=req.requested_by,
+                    note=note,
+                    reserved_at=now,
+                )
+                if repo.reserve(record):
+                    break
+            else:  # pragma: no cover - 2^-127 per try
+                raise IssuanceError("could not reserve a unique serial")
+        step("reserved")
+
+        issuer_info = ca.issuer_info(self.config.server.pki_url, record.crl_shard)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(ca.certificate.subject)
+            .public_key(req.public_key)
+            .serial_number(serial)
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
+        )
+        exts = extensions_for(
+            profile,
+            subject_public_key=req.public_key,
+            issuer=issuer_info,
+            dns_names=req.dns_names,
+            emails=req.emails,
+            subject_is_empty=len(subject) == 0,
+        ) + list(req.extra_extensions)
+        for ext, critical in exts:
+            builder = builder.add_extension(ext, critical=critical)
+        try:
+            signed = self._sign(builder, ca, record, step)
+        except BaseException as exc:
+            if not isinstance(exc, LintError):
+                with self.db.session() as s:
+                    CertificateRepo(s).mark(
+                        record.id, state="failed", failed_at=self.clock.now(),
+                        failure=f"{type(exc).__name__}: {exc}"[:2000],
+                    )
+            raise
+        return Issued(record.serial, signed, ca.chain, ca.slug, note)
+
+    def _sign(self, builder: x509.CertificateBuilder, ca: LoadedCA, record: Certificate,
+              step: Callable[[str], None]) -> x509.Certificate:
+        signer = ca.signer
+        hash_alg = signer.key_type.signature_hash
+        if self.linter is None and signer.private_key is not None:
+            cert_der = builder.sign(signer.private_key, hash_alg).public_bytes(_DER)  # type: ignore[arg-type]
+        else:
+            draft = builder.sign(_throwaway_key(signer.key_type), hash_alg).public_bytes(_DER)  # type: ignore[arg-type]
+            if self.linter is not None:
+                findings = self.linter.lint(draft, self.profiles[record.profile].linter)
+                bad = blocking(findings)
+                if bad:
+                    with self.db.session() as s:
+                        CertificateRepo(s).mark(
+                            record.id, state="failed", failed_at=self.clock.now(),
+                            failure="lint: " + "; ".join(map(str, bad))[:2000],
+                        )
+                    raise LintError(
+                        f"pre-issuance lint refused the certificate: {bad[0]}", [str(f) for f in bad]
+                    )
+                with self.db.session() as s:
+                    CertificateRepo(s).mark(record.id, state="linted", linted_at=self.clock.now())
+                step("linted")
+            tbs, alg, _ = der.split_signed(draft)
+            cert_der = der.assemble(tbs, alg, signer.sign(tbs, hash_alg))
+        step("signed")
+        cert = x509.load_der_x509_certificate(cert_der)
+        with self.db.session() as s:
+            CertificateRepo(s).mark(record.id, state="issued", der=cert_der, issued_at=self.clock.now())
+        step("stored")
+        return cert
+
+    def recover(self) -> int:
+        """Mark intents left by crashed processes as abandoned; returns how many."""
+        now = self.clock.now()
+        with self.db.session() as s:
+            return CertificateRepo(s).abandon_stale(now - STALE_AFTER, now)
+
+
+from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
+
+_DER = Encoding.DER
+
+
+def crl_shard(not_after: dt.datetime, shards: int) -> int:
+    """Temporal CRL sharding (as Boulder does): certificates expiring in the same
+    week share a partition, so a partition empties once its week has passed and
+    no CRL grows without bound."""
+    return (not_after.date().toordinal() // 7) % shards

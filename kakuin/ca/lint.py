@@ -1,0 +1,131 @@
+"""Pre-issuance linting with pkilint, in process (BR 4.3.1.2: linting is required).
+
+Building a pkilint validator container costs ~150 ms, so one is built per
+(linter, certificate type) and reused; linting one certificate then costs ~3 ms.
+Any ERROR or FATAL finding refuses the certificate. On top of pkilint, kakuin's
+own house rule: a CA certificate never carries id-kp-OCSPSigning (PRODUCT.md §2).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from kakuin.policy.profiles import Linter
+
+_BLOCKING = ("FATAL", "ERROR")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    severity: str
+    code: str
+    message: str | None
+    path: str
+
+    def __str__(self) -> str:
+        msg = f": {self.message}" if self.message else ""
+        return f"{self.severity} {self.code} at {self.path}{msg}"
+
+
+class CertificateLinter:
+    """Reusable pkilint containers. Thread-safe (one lint at a time)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._containers: dict[tuple[str, str], Any] = {}
+
+    def _container(self, key: tuple[str, str], factory: Any) -> Any:
+        c = self._containers.get(key)
+        if c is None:
+            c = factory()
+            self._containers[key] = c
+        return c
+
+    def lint(self, der: bytes, linter: Linter) -> list[Finding]:
+        """All findings of NOTICE severity and above."""
+        from pkilint import finding_filter, loader
+        from pkilint.cabf import serverauth, smime
+        from pkilint.pkix import certificate, extension, name
+
+        with self._lock:
+            doc = loader.RFC5280CertificateDocumentLoader().load_der_document(der, "tbs")
+            filters: list[Any] = []
+            if linter is Linter.SERVERAUTH:
+                ctype = serverauth.determine_certificate_type(doc)
+                container = self._container(
+                    ("serverauth", str(ctype)),
+                    lambda: certificate.create_pkix_certificate_validator_container(
+                        serverauth.create_decoding_validators(),
+                        serverauth.create_validators(ctype),
+                    ),
+                )
+                filters = serverauth.create_serverauth_finding_filters(ctype)
+            elif linter is Linter.SMIME:
+                level, generation = smime.determine_validation_level_and_generation(doc) or (
+                    None,
+                    None,
+                )
+                if level is None:
+                    return [Finding("FATAL", "kakuin.smime_type_unknown", "no S/MIME policy OID", "")]
+                container = self._container(
+                    ("smime", f"{level}-{generation}"),
+                    lambda: certificate.create_pkix_certificate_validator_container(
+                        smime.create_decoding_validators(),
+                        smime.create_subscriber_validators(level, generation),
+                    ),
+                )
+            else:
+                container = self._container(
+                    ("pkix", ""),
+                    lambda: certificate.create_pkix_certificate_validator_container(
+                        certificate.create_decoding_validators(
+                            name.ATTRIBUTE_TYPE_MAPPINGS, extension.EXTENSION_MAPPINGS
+                        ),
+                        [
+                            certificate.create_issuer_validator_container([]),
+                            certificate.create_validity_validator_container(),
+                            certificate.create_subject_validator_container([]),
+                            certificate.create_extensions_validator_container([]),
+                            certificate.create_spki_validator_container([]),
+                        ],
+                    ),
+                )
+            results = container.validate(doc.root)
+            if filters:
+                results, _ = finding_filter.filter_results(filters, results)
+        findings = [
+            Finding(fd.finding.severity.name, fd.finding.code, fd.message, r.node.path)
+            for r in results
+            for fd in r.finding_descriptions
+        ]
+        findings += house_rules(der)
+        return findings
+
+
+def house_rules(der: bytes) -> list[Finding]:
+    """kakuin's own refusals, beyond pkilint."""
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return []
+    if bc.ca and ExtendedKeyUsageOID.OCSP_SIGNING in eku:
+        return [
+            Finding(
+                "FATAL",
+                "kakuin.ca_with_ocsp_signing_eku",
+                "a CA certificate must never carry id-kp-OCSPSigning (2020 incident)",
+                "certificate.tbsCertificate.extensions",
+            )
+        ]
+    return []
+
+
+def blocking(findings: list[Finding]) -> list[Finding]:
+    return [f for f in findings if f.severity in _BLOCKING]

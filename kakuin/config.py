@@ -1,0 +1,270 @@
+"""Configuration: one typed object from ``kakuin.toml`` plus ``KAKUIN_*`` variables.
+
+Parsed with pydantic (unknown keys are errors), then checked across fields. It is
+passed in, never imported as a global.
+
+Environment overrides: ``KAKUIN_DATABASE_URL``, ``KAKUIN_BASE_URL``,
+``KAKUIN_LISTEN``, ``KAKUIN_LINT`` (``0``/``1``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from kakuin.ca.keystore import KeyType
+from kakuin.errors import ConfigError
+from kakuin.policy.profiles import DEFAULT_CPS_OID, Purpose
+from kakuin.policy.validity import OverLimit
+
+CONFIG_NAME = "kakuin.toml"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Model):
+    listen: str = "127.0.0.1:8080"
+    base_url: str = "http://127.0.0.1:8080"
+    # Published in certificates (AIA caIssuers/OCSP, CRL DP). BR 7.1.2.11 wants
+    # public names here; empty means base_url.
+    pki_base_url: str = ""
+
+    @field_validator("base_url", "pki_base_url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+    @property
+    def pki_url(self) -> str:
+        return self.pki_base_url or self.base_url
+
+
+class DatabaseConfig(_Model):
+    url: str = ""  # empty: SQLite file in the data directory
+
+
+class KeysConfig(_Model):
+    backend: Literal["file", "pkcs11"] = "file"
+    passphrase_env: str = "KAKUIN_CA_PASSPHRASE"
+    passphrase_file: str | None = "secrets/ca-passphrase"
+    pkcs11_module: str | None = None
+    pkcs11_token: str | None = None
+    pkcs11_pin_env: str = "KAKUIN_PKCS11_PIN"
+
+    @model_validator(mode="after")
+    def _pkcs11(self) -> KeysConfig:
+        if self.backend == "pkcs11" and not (self.pkcs11_module and self.pkcs11_token):
+            raise ValueError("keys.backend = 'pkcs11' needs keys.pkcs11_module and keys.pkcs11_token")
+        return self
+
+
+class PolicyConfig(_Model):
+    country: str = Field(default="JP", pattern=r"^[A-Z]{2}$")
+    client_validity_months: int = Field(default=52, ge=1, le=120)
+    over_limit: OverLimit = OverLimit.SHORTEN
+    lint: bool = True
+    cps_oid: str = Field(default=DEFAULT_CPS_OID, pattern=r"^[0-2](\.[0-9]+)+$")
+    tls_ecdsa_curves: tuple[Literal["P-256", "P-384"], ...] = ("P-256", "P-384")
+    crl_shards: int = Field(default=16, ge=1, le=4096)
+    institution_required: bool = False
+
+
+class RootSpec(_Model):
+    slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
+    name: str
+    key_type: KeyType
+    months: int = Field(default=300, ge=12, le=600)
+
+
+class IntermediateSpec(_Model):
+    slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
+    name: str
+    purpose: Purpose
+    parent: str
+    key_type: KeyType
+    months: int = Field(default=60, ge=1, le=300)
+    generation: int = Field(default=1, ge=1)
+    path_length: int | None = 0
+
+
+class HierarchyConfig(_Model):
+    organization: str = "kakuin Development"
+    country: str = "JP"
+    roots: tuple[RootSpec, ...] = ()
+    intermediates: tuple[IntermediateSpec, ...] = ()
+
+    @model_validator(mode="after")
+    def _tree(self) -> HierarchyConfig:
+        slugs = [r.slug for r in self.roots] + [i.slug for i in self.intermediates]
+        dupes = {s for s in slugs if slugs.count(s) > 1}
+        if dupes:
+            raise ValueError(f"duplicate CA slug(s): {', '.join(sorted(dupes))}")
+        roots = {r.slug for r in self.roots}
+        for i in self.intermediates:
+            if i.parent not in roots:
+                raise ValueError(f"intermediate {i.slug}: parent {i.parent!r} is not a root")
+            if i.purpose is Purpose.TLS_ECDSA and i.key_type.is_rsa:
+                raise ValueError(f"intermediate {i.slug}: tls-ecdsa needs an EC key")
+            # BR 6.1.5: CA keys are RSA ≥ 2048 or P-256/P-384; fine by KeyType.
+        return self
+
+
+class Config(_Model):
+    data_dir: Path
+    server: ServerConfig = ServerConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    keys: KeysConfig = KeysConfig()
+    policy: PolicyConfig = PolicyConfig()
+    hierarchy: HierarchyConfig = HierarchyConfig()
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.data_dir / 'kakuin.db'}"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def passphrase_path(self) -> Path | None:
+        if self.keys.passphrase_file is None:
+            return None
+        p = Path(self.keys.passphrase_file)
+        return p if p.is_absolute() else self.data_dir / p
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return f"{source}: {loc}: {msg}"
+
+
+def load_config(data_dir: Path, env: dict[str, str] | None = None) -> Config:
+    """Read ``data_dir/kakuin.toml`` and apply ``KAKUIN_*`` overrides."""
+    env = dict(os.environ if env is None else env)
+    path = data_dir / CONFIG_NAME
+    raw: dict[str, object] = {}
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    raw["data_dir"] = data_dir
+    overrides = {
+        "KAKUIN_DATABASE_URL": ("database", "url"),
+        "KAKUIN_BASE_URL": ("server", "base_url"),
+        "KAKUIN_LISTEN": ("server", "listen"),
+        "KAKUIN_LINT": ("policy", "lint"),
+    }
+    for var, (section, key) in overrides.items():
+        if var in env:
+            sec = dict(raw.get(section, {}))  # type: ignore[call-overload]
+            sec[key] = env[var]
+            raw[section] = sec
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, str(path))) from None
+
+
+DEV_HIERARCHY_TOML = """\
+[hierarchy]
+organization = "kakuin Development"
+country = "JP"
+
+[[hierarchy.roots]]
+slug = "root-rsa"
+name = "kakuin Development Root CA RSA - G1"
+key_type = "rsa4096"
+
+[[hierarchy.roots]]
+slug = "root-ecc"
+name = "kakuin Development Root CA ECC - G1"
+key_type = "ec-p384"
+
+[[hierarchy.intermediates]]
+slug = "tls-rsa-g1"
+name = "kakuin Development TLS RSA CA - G1"
+purpose = "tls-rsa"
+parent = "root-rsa"
+key_type = "rsa2048"
+
+[[hierarchy.intermediates]]
+slug = "tls-ecdsa-g1"
+name = "kakuin Development TLS ECC P-384 CA - G1"
+purpose = "tls-ecdsa"
+parent = "root-ecc"
+key_type = "ec-p384"
+
+[[hierarchy.intermediates]]
+slug = "client-g1"
+name = "kakuin Development Client Authentication CA - G1"
+purpose = "client"
+parent = "root-rsa"
+key_type = "rsa2048"
+
+[[hierarchy.intermediates]]
+slug = "smime-g1"
+name = "kakuin Development S/MIME CA - G1"
+purpose = "smime"
+parent = "root-rsa"
+key_type = "rsa2048"
+
+[[hierarchy.intermediates]]
+slug = "code-signing-g1"
+name = "kakuin Development Code Signing CA - G1"
+purpose = "code-signing"
+parent = "root-rsa"
+key_type = "rsa3072"
+
+[[hierarchy.intermediates]]
+slug = "tsa-g1"
+name = "kakuin Development Timestamping CA - G1"
+purpose = "tsa"
+parent = "root-rsa"
+key_type = "rsa2048"
+"""
+
+
+DEV_PKI_BASE_URL = "http://pki.kakuin-dev.example.ac.jp"
+
+
+def default_config_text(base_url: str, listen: str, pki_base_url: str = DEV_PKI_BASE_URL) -> str:
+    return f"""\
+# kakuin configuration. Every key is documented in docs/configuration.md.
+
+[server]
+listen = "{listen}"
+base_url = "{base_url}"
+# The URLs written into certificates (AIA, CRL DP). Point this at the public
+# name that serves /ca, /crl and /ocsp; the dev default is a placeholder.
+pki_base_url = "{pki_base_url}"
+
+[database]
+# Empty: SQLite in this directory. PostgreSQL: "postgresql+psycopg://user@host/db"
+url = ""
+
+[keys]
+backend = "file"
+passphrase_env = "KAKUIN_CA_PASSPHRASE"
+passphrase_file = "secrets/ca-passphrase"
+
+[policy]
+country = "JP"
+client_validity_months = 52
+over_limit = "shorten"
+lint = true
+crl_shards = 16
+
+{DEV_HIERARCHY_TOML}"""

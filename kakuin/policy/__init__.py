@@ -1,0 +1,1 @@
+"""Pure policy: profiles, validity schedule, subject rules, key rules. No I/O."""

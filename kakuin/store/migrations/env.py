@@ -1,0 +1,18 @@
+"""Alembic environment: runs on the connection kakuin hands in."""
+
+from alembic import context
+
+from kakuin.store.models import Base
+
+config = context.config
+connection = config.attributes.get("connection")
+if connection is None:  # pragma: no cover - kakuin always passes one
+    raise RuntimeError("run migrations through kakuin.store.db.Database.migrate()")
+
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,182 @@
+"""Repositories: the only code that writes SQL. Services own the transactions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Select, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from kakuin.errors import NotFound
+from kakuin.store.models import (
+    BlockedKey,
+    Certificate,
+    CertificateAuthority,
+    Institution,
+    InstitutionDomain,
+)
+
+
+class CARepo:
+    def __init__(self, s: Session) -> None:
+        self.s = s
+
+    def add(self, ca: CertificateAuthority) -> CertificateAuthority:
+        self.s.add(ca)
+        self.s.flush()
+        return ca
+
+    def all(self) -> Sequence[CertificateAuthority]:
+        return self.s.scalars(select(CertificateAuthority).order_by(CertificateAuthority.id)).all()
+
+    def by_slug(self, slug: str) -> CertificateAuthority:
+        ca = self.s.scalar(select(CertificateAuthority).where(CertificateAuthority.slug == slug))
+        if ca is None:
+            raise NotFound(f"no CA named {slug!r}")
+        return ca
+
+    def by_id(self, ca_id: int) -> CertificateAuthority:
+        ca = self.s.get(CertificateAuthority, ca_id)
+        if ca is None:
+            raise NotFound(f"no CA with id {ca_id}")
+        return ca
+
+    def issuing_for(self, purpose: str, at: dt.datetime) -> CertificateAuthority | None:
+        """The generation that issues for ``purpose`` at ``at``: the newest active
+        one whose switch-over time has come and that is still valid."""
+        return self.s.scalar(
+            select(CertificateAuthority)
+            .where(
+                CertificateAuthority.purpose == purpose,
+                CertificateAuthority.kind == "intermediate",
+                CertificateAuthority.status == "active",
+                CertificateAuthority.active_from <= at,
+                CertificateAuthority.not_after > at,
+            )
+            .order_by(CertificateAuthority.active_from.desc(), CertificateAuthority.generation.desc())
+            .limit(1)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateFilter:
+    issuer_id: int | None = None
+    profile: str | None = None
+    state: str | None = None
+    institution_id: int | None = None
+    issued_from: dt.datetime | None = None
+    issued_to: dt.datetime | None = None
+    expires_after: dt.datetime | None = None
+    revoked: bool | None = None
+    name_contains: str | None = None
+    limit: int = 100
+
+
+class CertificateRepo:
+    def __init__(self, s: Session) -> None:
+        self.s = s
+
+    def reserve(self, cert: Certificate) -> bool:
+        """Insert the intent. False when the serial already exists (retry with another)."""
+        try:
+            with self.s.begin_nested():
+                self.s.add(cert)
+                self.s.flush()
+        except IntegrityError:
+            return False
+        return True
+
+    def by_serial(self, serial: str) -> Certificate:
+        cert = self.s.scalar(select(Certificate).where(Certificate.serial == serial.lower()))
+        if cert is None:
+            raise NotFound(f"no certificate with serial {serial}")
+        return cert
+
+    def find(self, f: CertificateFilter) -> Sequence[Certificate]:
+        q: Select[tuple[Certificate]] = select(Certificate)
+        if f.issuer_id is not None:
+            q = q.where(Certificate.issuer_id == f.issuer_id)
+        if f.profile:
+            q = q.where(Certificate.profile == f.profile)
+        if f.state:
+            q = q.where(Certificate.state == f.state)
+        if f.institution_id is not None:
+            q = q.where(Certificate.institution_id == f.institution_id)
+        if f.issued_from:
+            q = q.where(Certificate.not_before >= f.issued_from)
+        if f.issued_to:
+            q = q.where(Certificate.not_before <= f.issued_to)
+        if f.expires_after:
+            q = q.where(Certificate.not_after >= f.expires_after)
+        if f.revoked is True:
+            q = q.where(Certificate.revoked_at.is_not(None))
+        elif f.revoked is False:
+            q = q.where(Certificate.revoked_at.is_(None))
+        if f.name_contains:
+            like = f"%{f.name_contains.lower()}%"
+            q = q.where(func.lower(Certificate.subject + " " + Certificate.sans).like(like))
+        return self.s.scalars(q.order_by(Certificate.id.desc()).limit(f.limit)).all()
+
+    def mark(self, cert_id: int, **values: object) -> None:
+        self.s.execute(update(Certificate).where(Certificate.id == cert_id).values(**values))
+
+    def abandon_stale(self, older_than: dt.datetime, now: dt.datetime) -> int:
+        """Intents a crashed process left behind: say so; never reuse their serials."""
+        result = self.s.execute(
+            update(Certificate)
+            .where(Certificate.state.in_(("reserved", "linted")), Certificate.reserved_at < older_than)
+            .values(
+                state="abandoned",
+                failed_at=now,
+                failure="the issuing process stopped before signing (crash or kill); "
+                "serial retired, nothing was signed",
+            )
+        )
+        return result.rowcount or 0
+
+
+class BlockedKeyRepo:
+    def __init__(self, s: Session) -> None:
+        self.s = s
+
+    def is_blocked(self, spki_sha256: str) -> bool:
+        return self.s.get(BlockedKey, spki_sha256) is not None
+
+    def block(self, spki_sha256: str, reason: str, source_serial: str | None, now: dt.datetime) -> None:
+        if self.s.get(BlockedKey, spki_sha256) is None:
+            self.s.add(BlockedKey(spki_sha256=spki_sha256, reason=reason,
+                                  source_serial=source_serial, created_at=now))
+            self.s.flush()
+
+
+class InstitutionRepo:
+    def __init__(self, s: Session) -> None:
+        self.s = s
+
+    def add(self, name_en: str, *, domains: Sequence[str] = (), prefecture: str | None = None,
+            city: str | None = None, name_ja: str | None = None,
+            confirmed_until: dt.datetime | None = None, now: dt.datetime) -> Institution:
+        inst = Institution(name_en=name_en, name_ja=name_ja, prefecture=prefecture, city=city,
+                           confirmed_until=confirmed_until, created_at=now)
+        inst.domains = [InstitutionDomain(domain=d.lower().rstrip("."), approved=True) for d in domains]
+        self.s.add(inst)
+        self.s.flush()
+        return inst
+
+    def by_name(self, name_en: str) -> Institution:
+        inst = self.s.scalar(select(Institution).where(Institution.name_en == name_en))
+        if inst is None:
+            raise NotFound(f"no institution named {name_en!r}")
+        return inst
+
+    def by_id(self, inst_id: int) -> Institution:
+        inst = self.s.get(Institution, inst_id)
+        if inst is None:
+            raise NotFound(f"no institution with id {inst_id}")
+        return inst
+
+    def all(self) -> Sequence[Institution]:
+        return self.s.scalars(select(Institution).order_by(Institution.name_en)).all()
