@@ -275,6 +275,45 @@ def recover(data_dir: DataDir = None) -> None:  # type: ignore[assignment]
     out.print(f"{n} abandoned intent(s) marked")
 
 
+def _host_port(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise KakuinError(f"server.listen {listen!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+@app.command()
+def serve(data_dir: DataDir = None) -> None:  # type: ignore[assignment]
+    """Serve HTTP (CA certificates, and every enabled protocol) on server.listen."""
+    import uvicorn
+
+    from kakuin.app import create_app
+    from kakuin.onboarding import next_steps
+
+    ctx = _ctx(data_dir)
+    ctx.issuance.recover()
+    host, port = _host_port(ctx.config.server.listen)
+    for line in next_steps(ctx):
+        out.print(line, markup=False, highlight=False)
+    uvicorn.run(create_app(ctx), host=host, port=port, log_level="warning")
+
+
+@app.command()
+def run(
+    data_dir: DataDir = Path("kakuin-data"),
+    listen: Annotated[str, typer.Option(help="HOST:PORT to listen on.")] = "127.0.0.1:8080",
+) -> None:
+    """Start kakuin on its embedded default: create the data directory and the dev
+    hierarchy if needed, then serve and print what to do next."""
+    data_dir = data_dir.resolve()
+    init_data_dir(data_dir, base_url=f"http://{listen}", listen=listen)
+    ctx = Context.open(data_dir)
+    created = ctx.hierarchy().ensure()
+    if created:
+        err.print(f"created the dev CA hierarchy: {', '.join(created)}")
+    serve(data_dir)
+
+
 def main() -> None:
     try:
         app()

@@ -90,7 +90,7 @@ class IntermediateSpec(_Model):
     purpose: Purpose
     parent: str
     key_type: KeyType
-    months: int = Field(default=60, ge=1, le=300)
+    months: int = Field(default=120, ge=1, le=300)
     generation: int = Field(default=1, ge=1)
     path_length: int | None = 0
 

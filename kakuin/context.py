@@ -21,6 +21,7 @@ from kakuin.clock import Clock, SystemClock
 from kakuin.config import CONFIG_NAME, Config, default_config_text, load_config
 from kakuin.errors import ConfigError
 from kakuin.policy.profiles import Profile, default_profiles
+from kakuin.ra.revocation import RevocationService
 from kakuin.store.db import Database
 
 
@@ -81,6 +82,10 @@ class Context:
     def issuance(self) -> IssuanceService:
         return IssuanceService(self.config, self.db, self.authorities, self.profiles, self.clock,
                                self.linter if self.config.policy.lint else None)
+
+    @cached_property
+    def revocation(self) -> RevocationService:
+        return RevocationService(self.db, self.clock)
 
     def hierarchy(self) -> HierarchyBuilder:
         return HierarchyBuilder(self.config, self.db, self.keys, self.clock,

@@ -243,7 +243,7 @@ def default_profiles(
     smime_days: int = 824,
     code_signing_days: int = 459,
     ocsp_days: int = 30,
-    tsa_months: int = 120,
+    tsa_months: int = 60,
     tls_ecdsa_curves: frozenset[str] = frozenset({"secp256r1", "secp384r1"}),
 ) -> dict[str, Profile]:
     """The built-in leaf and CA profiles. Limits are BR maxima minus one day."""

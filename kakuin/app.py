@@ -1,0 +1,55 @@
+"""ASGI composition: one Starlette app with every HTTP face of kakuin.
+
+Transport only: routes parse, call a service, render. Each package exposes
+``routes(ctx)``; this module puts them together and maps errors once.
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from kakuin.context import Context
+from kakuin.errors import NotFound
+from kakuin.http import problem_response
+from kakuin.store.repos import CARepo
+
+
+def _ca_routes(ctx: Context) -> list[BaseRoute]:
+    async def ca_certificate(request: Request) -> Response:
+        name: str = request.path_params["name"]
+        slug, _, ext = name.rpartition(".")
+        if ext not in ("der", "crt", "pem") or not slug:
+            return problem_response(404, "about:blank", "no such CA certificate")
+        try:
+            with ctx.db.session() as s:
+                der = CARepo(s).by_slug(slug).der
+        except NotFound:
+            return problem_response(404, "about:blank", f"no CA named {slug!r}")
+        if ext == "pem":
+            from cryptography import x509
+            from cryptography.hazmat.primitives.serialization import Encoding
+
+            pem = x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM)
+            return Response(pem, media_type="application/x-pem-file")
+        # RFC 5280 §4.2.2.1: caIssuers over HTTP serves a DER certificate.
+        return Response(der, media_type="application/pkix-cert",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+    async def health(_request: Request) -> Response:
+        with ctx.db.session() as s:
+            n = len(CARepo(s).all())
+        return JSONResponse({"status": "ok", "cas": n})
+
+    return [
+        Route("/ca/{name}", ca_certificate, methods=["GET", "HEAD"]),
+        Route("/health", health, methods=["GET"]),
+    ]
+
+
+def create_app(ctx: Context) -> Starlette:
+    routes: list[BaseRoute] = []
+    routes += _ca_routes(ctx)
+    return Starlette(routes=routes)

@@ -1,0 +1,2 @@
+"""Registration authority: who may ask for what. Calls policy → va → ca and
+records every decision."""
