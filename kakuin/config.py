@@ -77,6 +77,28 @@ class PolicyConfig(_Model):
     institution_required: bool = False
 
 
+class VAConfig(_Model):
+    """Validation authority. Ports and resolver are configurable (as Pebble's
+    are) so tests can run on loopback; production keeps 80/443 and real resolvers."""
+
+    http01_port: int = Field(default=80, ge=1, le=65535)
+    tlsalpn01_port: int = Field(default=443, ge=1, le=65535)
+    # "host:port" of the resolver for CAA and dns-01; empty: the system resolver.
+    resolver: str = ""
+    timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # RFC 8659 §4: the issuer domain names that CAA "issue" records must name.
+    caa_identities: tuple[str, ...] = ("kakuin.example",)
+
+
+class ACMEConfig(_Model):
+    enabled: bool = True
+    external_account_required: bool = True
+    terms_of_service: str = ""
+    website: str = ""
+    # Default profile for ACME orders (DV: names validated by challenge).
+    profile: str = "server-dv"
+
+
 class RootSpec(_Model):
     slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
     name: str
@@ -124,6 +146,8 @@ class Config(_Model):
     keys: KeysConfig = KeysConfig()
     policy: PolicyConfig = PolicyConfig()
     hierarchy: HierarchyConfig = HierarchyConfig()
+    va: VAConfig = VAConfig()
+    acme: ACMEConfig = ACMEConfig()
 
     @property
     def database_url(self) -> str:

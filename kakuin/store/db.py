@@ -49,7 +49,9 @@ class Database:
         cfg.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            # Capabilities add their tables in their own revisions off 0001; "heads"
+            # upgrades every branch until a merge revision joins them.
+            command.upgrade(cfg, "heads")
 
     @contextmanager
     def session(self) -> Iterator[Session]:
