@@ -233,6 +233,17 @@ class BindServer:
             update.delete(name.rstrip(".") + ".", rtype)
         self._send(update, zone)
 
+    def write_rfc2136_credentials(self, path: Path) -> Path:
+        """An ini file for certbot's dns-rfc2136 plugin pointing at this server (0600)."""
+        path.write_text(
+            f"dns_rfc2136_server = {self.address}\n"
+            f"dns_rfc2136_port = {self.port}\n"
+            f"dns_rfc2136_name = {self.tsig_name}\n"
+            f"dns_rfc2136_secret = {self.tsig_secret}\n"
+            f"dns_rfc2136_algorithm = {self.tsig_algorithm.upper()}\n", encoding="utf-8")
+        path.chmod(0o600)
+        return path
+
     def query(self, name: str, rtype: str, timeout: float = 2.0) -> dns.message.Message:
         q = dns.message.make_query(name.rstrip(".") + ".", rtype)
         return dns.query.udp(q, self.address, port=self.port, timeout=timeout)
