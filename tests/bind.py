@@ -52,6 +52,25 @@ def named_binary() -> str:
     return path
 
 
+def apparmor_enabled() -> bool:
+    try:
+        return Path("/sys/module/apparmor/parameters/enabled").read_text().strip() == "Y"
+    except OSError:
+        return False
+
+
+def unconfined_copy(binary: str, workdir: Path) -> str:
+    """Ubuntu/Debian confine /usr/sbin/named with an AppArmor profile that forbids
+    zone files under /tmp. The profile attaches by path, so where AppArmor is on we
+    run a private copy of the binary from the work directory instead."""
+    if not apparmor_enabled():
+        return binary
+    copy = workdir / "named"
+    if not copy.exists():
+        shutil.copy2(binary, copy)
+    return str(copy)
+
+
 def free_port(address: str = "127.0.0.1") -> int:
     """A port free for both UDP and TCP on ``address`` (DNS needs both)."""
     for _ in range(50):
@@ -165,8 +184,8 @@ class BindServer:
         return self.workdir / "named.log"
 
     def start(self) -> BindServer:
-        binary = named_binary()
         self.workdir.mkdir(parents=True, exist_ok=True)
+        binary = unconfined_copy(named_binary(), self.workdir)
         for zone in self.zones.values():
             self._write_zone(zone)
         conf = self._write_conf()

@@ -87,11 +87,13 @@ def _text(value: bytes | str) -> str:
 
 
 async def check_caa(va: ValidationAuthority, domain: str, *, account_uri: str | None,
-                    method: str | None, wildcard: bool) -> ValidationRecord:
-    """The VA's CAA check. ``domain`` is the base name (``*.`` is stripped if given)."""
+                    method: str | None, wildcard: bool,
+                    resolver: Resolver | None = None) -> ValidationRecord:
+    """The VA's CAA check. ``domain`` is the base name (``*.`` is stripped if given).
+    ``resolver`` defaults to the VA's own; a remote perspective (issue #6) passes its own."""
     if domain.startswith("*."):
         domain, wildcard = domain[2:], True
-    relevant = await find_relevant_rrset(va.resolver, domain)
+    relevant = await find_relevant_rrset(resolver or va.resolver, domain)
     if relevant.failed is not None:
         decision: CAADecision = lookup_failure_decision(relevant.failed.name,
                                                         relevant.failed.reason)

@@ -14,7 +14,7 @@ import base64
 import hashlib
 from typing import TYPE_CHECKING
 
-from kakuin.va.resolver import LookupFailed
+from kakuin.va.resolver import LookupFailed, Resolver
 
 if TYPE_CHECKING:
     from kakuin.va import ValidationAuthority, ValidationRecord
@@ -39,14 +39,15 @@ def validation_name(domain: str) -> str:
     return f"{CHALLENGE_LABEL}.{base.rstrip('.')}"
 
 
-async def validate_dns01(va: ValidationAuthority, domain: str,
-                         key_authorization: str) -> ValidationRecord:
+async def validate_dns01(va: ValidationAuthority, domain: str, key_authorization: str, *,
+                         resolver: Resolver | None = None) -> ValidationRecord:
+    """``resolver`` defaults to the VA's own; a remote perspective (issue #6) passes its own."""
     domain = domain[2:] if domain.startswith("*.") else domain
     name = validation_name(domain)
     expected = expected_txt(key_authorization)
     observed: dict = {"name": name, "expected": expected, "txt": []}
     try:
-        result = await va.resolver.lookup(name, "TXT")
+        result = await (resolver or va.resolver).lookup(name, "TXT")
     except LookupFailed as exc:
         observed["error"] = exc.reason
         return va.record(METHOD, domain, ok=False, observed=observed, problem="dns",
