@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -42,6 +43,7 @@ def test_issue_for_us_allows(va: ValidationAuthority) -> None:
     assert r.observed["found_at"] == "caa-ok.test"
     assert r.observed["records"] == ['0 issue "kakuin.example"']
     assert r.observed["matched"] == '0 issue "kakuin.example"'
+    json.dumps(r.observed)  # audit records are stored as JSON
 
 
 def test_issue_for_other_ca_refuses(va: ValidationAuthority) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 
 import pytest
 
@@ -47,6 +48,7 @@ def test_txt_present(bind: BindServer, va: ValidationAuthority) -> None:  # noqa
     assert r.ok and r.method == "dns-01" and r.domain == "dns01-ok.test"
     assert sorted(r.observed["txt"]) == sorted(["unrelated", expected_txt(KEY_AUTHZ)])
     assert r.error is None and r.problem is None
+    json.dumps(r.observed)  # audit records are stored as JSON
 
 
 def test_wildcard_validates_base_domain(bind: BindServer, va: ValidationAuthority) -> None:  # noqa: F811
