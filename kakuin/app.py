@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 from kakuin.context import Context
 from kakuin.errors import NotFound
 from kakuin.http import problem_response
+from kakuin.status.http import status_routes
 from kakuin.store.repos import CARepo
 
 
@@ -52,4 +53,5 @@ def _ca_routes(ctx: Context) -> list[BaseRoute]:
 def create_app(ctx: Context) -> Starlette:
     routes: list[BaseRoute] = []
     routes += _ca_routes(ctx)
+    routes += status_routes(ctx)
     return Starlette(routes=routes)

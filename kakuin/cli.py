@@ -33,6 +33,12 @@ ca_app = typer.Typer(help="Roots and intermediates: list the tree.", no_args_is_
 inst_app = typer.Typer(help="Institutions: registered names and domains.", no_args_is_help=True)
 app.add_typer(ca_app, name="ca")
 app.add_typer(inst_app, name="institution")
+from kakuin.status import cli as status_cli  # noqa: E402
+
+app.command("revoke")(status_cli.revoke)
+app.add_typer(status_cli.revocations_app, name="revocations")
+app.add_typer(status_cli.crl_app, name="crl")
+app.add_typer(status_cli.ocsp_app, name="ocsp")
 
 out = Console()
 err = Console(stderr=True)
@@ -295,6 +301,9 @@ def serve(data_dir: DataDir = None) -> None:  # type: ignore[assignment]
     host, port = _host_port(ctx.config.server.listen)
     for line in next_steps(ctx):
         out.print(line, markup=False, highlight=False)
+    from kakuin.status.http import start_background
+
+    start_background(ctx)  # CRLs, OCSP responders and pre-signed responses
     uvicorn.run(create_app(ctx), host=host, port=port, log_level="warning")
 
 

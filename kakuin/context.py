@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kakuin.ca.authority import AuthorityCache
 from kakuin.ca.hierarchy import HierarchyBuilder
@@ -23,6 +24,10 @@ from kakuin.errors import ConfigError
 from kakuin.policy.profiles import Profile, default_profiles
 from kakuin.ra.revocation import RevocationService
 from kakuin.store.db import Database
+
+if TYPE_CHECKING:
+    from kakuin.status.crl import CRLService
+    from kakuin.status.ocsp import OCSPService
 
 
 def default_data_dir() -> Path:
@@ -85,7 +90,26 @@ class Context:
 
     @cached_property
     def revocation(self) -> RevocationService:
-        return RevocationService(self.db, self.clock)
+        from kakuin.status import status_listener
+
+        return RevocationService(self.db, self.clock, listeners=[status_listener(self)])
+
+    @cached_property
+    def crls(self) -> CRLService:
+        from kakuin.status.crl import CRLService
+
+        return CRLService(self.config, self.db, self.authorities, self.clock,
+                          self.linter if self.config.policy.lint else None)
+
+    @cached_property
+    def ocsp(self) -> OCSPService:
+        from kakuin.status.ocsp import OCSPService
+        from kakuin.status.responder import ResponderService
+
+        lint = self.linter if self.config.policy.lint else None
+        responders = ResponderService(self.config, self.db, self.keys, self.authorities, self.profiles,
+                                      self.clock, lint)
+        return OCSPService(self.db, responders, self.clock, linter=lint)
 
     def hierarchy(self) -> HierarchyBuilder:
         return HierarchyBuilder(self.config, self.db, self.keys, self.clock,

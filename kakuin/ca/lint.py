@@ -106,6 +106,55 @@ class CertificateLinter:
         findings += house_rules(der)
         return findings
 
+    def lint_crl(self, der: bytes, *, arl: bool = False) -> list[Finding]:
+        """pkilint's CRL linter with the BR profile (as ``lint_crl -p BR``)."""
+        from pkilint import loader, pkix
+        from pkilint.cabf import cabf_crl
+        from pkilint.pkix import crl, extension, name
+
+        crl_type = crl.CertificateRevocationListType.ARL if arl else crl.CertificateRevocationListType.CRL
+
+        def factory() -> Any:
+            return crl.create_pkix_crl_validator_container(
+                [pkix.create_attribute_decoder(name.ATTRIBUTE_TYPE_MAPPINGS),
+                 pkix.create_extension_decoder(extension.EXTENSION_MAPPINGS)],
+                [crl.create_issuer_validator_container([]),
+                 crl.create_validity_validator_container([cabf_crl.create_validity_period_validator(crl_type)]),
+                 crl.create_extensions_validator_container([]),
+                 cabf_crl.CabfCrlReasonCodeAllowlistValidator(crl_type)],
+            )
+
+        with self._lock:
+            doc = loader.RFC5280CertificateListDocumentLoader().load_der_document(der, "crl")
+            results = self._container(("crl", crl_type.name), factory).validate(doc.root)
+        return _findings(results)
+
+    def lint_ocsp_response(self, der: bytes) -> list[Finding]:
+        """pkilint's RFC 6960 OCSP response linter (as ``lint_ocsp_response``)."""
+        from pkilint import loader, pkix
+        from pkilint.pkix import extension, name, ocsp
+
+        def factory() -> Any:
+            return ocsp.create_pkix_ocsp_response_validator_container(
+                [ocsp.create_response_decoder(),
+                 pkix.create_attribute_decoder(name.ATTRIBUTE_TYPE_MAPPINGS),
+                 pkix.create_extension_decoder(extension.EXTENSION_MAPPINGS)],
+                [],
+            )
+
+        with self._lock:
+            doc = loader.RFC6960OCSPResponseDocumentLoader().load_der_document(der, "ocsp")
+            results = self._container(("ocsp", ""), factory).validate(doc.root)
+        return _findings(results)
+
+
+def _findings(results: Any) -> list[Finding]:
+    return [
+        Finding(fd.finding.severity.name, fd.finding.code, fd.message, r.node.path)
+        for r in results
+        for fd in r.finding_descriptions
+    ]
+
 
 def house_rules(der: bytes) -> list[Finding]:
     """kakuin's own refusals, beyond pkilint."""
