@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from kakuin.acme.http import acme_routes
 from kakuin.context import Context
 from kakuin.errors import NotFound
 from kakuin.http import problem_response
@@ -53,5 +54,6 @@ def _ca_routes(ctx: Context) -> list[BaseRoute]:
 def create_app(ctx: Context) -> Starlette:
     routes: list[BaseRoute] = []
     routes += _ca_routes(ctx)
+    routes += acme_routes(ctx)
     routes += status_routes(ctx)
     return Starlette(routes=routes)

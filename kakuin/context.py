@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from kakuin.ca.authority import AuthorityCache
 from kakuin.ca.hierarchy import HierarchyBuilder
@@ -24,6 +25,10 @@ from kakuin.errors import ConfigError
 from kakuin.policy.profiles import Profile, default_profiles
 from kakuin.ra.revocation import RevocationService
 from kakuin.store.db import Database
+
+if TYPE_CHECKING:
+    from kakuin.acme import ACME
+    from kakuin.va import ValidationAuthority
 
 if TYPE_CHECKING:
     from kakuin.status.crl import CRLService
@@ -110,6 +115,25 @@ class Context:
         responders = ResponderService(self.config, self.db, self.keys, self.authorities, self.profiles,
                                       self.clock, lint)
         return OCSPService(self.db, responders, self.clock, linter=lint)
+
+    @cached_property
+    def va(self) -> ValidationAuthority:
+        from kakuin.va import ValidationAuthority
+
+        return ValidationAuthority(self.config.va, self.clock)
+
+    @cached_property
+    def acme(self) -> ACME:
+        from kakuin.acme import ACME
+        from kakuin.acme.ari import RenewalInfoService
+        from kakuin.acme.eab import EABKeyring, EABService
+        from kakuin.acme.orders import OrderFlow
+        from kakuin.acme.service import ACMEService
+
+        eab = EABService(self.db, self.clock, EABKeyring.for_data_dir(self.config.data_dir))
+        service = ACMEService(self.config, self.db, self.clock, eab)
+        return ACME(service, OrderFlow(service, self.va, self.issuance, self.revocation),
+                    RenewalInfoService(self.db, self.clock), eab)
 
     def hierarchy(self) -> HierarchyBuilder:
         return HierarchyBuilder(self.config, self.db, self.keys, self.clock,

@@ -3,6 +3,7 @@
 from alembic import context
 
 from kakuin.store.models import Base
+import kakuin.acme.models  # noqa: F401,E402  (ACME tables, revision 0002_acme)
 import kakuin.status.models  # noqa: F401,E402  (revocation, CRL and OCSP tables)
 
 config = context.config

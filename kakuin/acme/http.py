@@ -1,0 +1,237 @@
+"""ACME over HTTP (RFC 8555): thin routes. Each one authenticates the JWS,
+calls one service method and renders the object; errors become problem
+documents through ``kakuin.acme.problems`` only. Every response to a POST
+carries a fresh Replay-Nonce (§6.5) and a Link to the directory (§7.1)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from kakuin.acme import objects
+from kakuin.acme.chains import certificate_chains
+from kakuin.acme.errors import Malformed
+from kakuin.acme.problems import problem_for
+from kakuin.errors import KakuinError, NotFound
+from kakuin.http import problem_response
+
+if TYPE_CHECKING:
+    from kakuin.context import Context
+
+log = logging.getLogger(__name__)
+JOSE = "application/jose+json"
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def acme_routes(ctx: Context) -> list[BaseRoute]:
+    if not ctx.config.acme.enabled:
+        return []
+    acme, flow, ari = ctx.acme.service, ctx.acme.flow, ctx.acme.ari
+    urls = acme.urls
+
+    async def nonce_headers(headers: dict[str, str] | None = None) -> dict[str, str]:
+        h = {
+            "Replay-Nonce": await run_in_threadpool(acme.new_nonce),
+            "Link": f'<{urls.directory}>;rel="index"',
+            "Cache-Control": "no-store",
+        }
+        h.update(headers or {})
+        return h
+
+    def guarded(fn: Handler) -> Handler:
+        async def wrapper(request: Request) -> Response:
+            try:
+                return await fn(request)
+            except Exception as exc:
+                p = problem_for(exc)
+                if p.status >= 500:
+                    log.exception("ACME %s %s failed", request.method, request.url.path)
+                elif not isinstance(exc, KakuinError):  # pragma: no cover
+                    log.warning("ACME refusal %s", type(exc).__name__)
+                headers = await nonce_headers(p.headers)
+                return problem_response(p.status, p.type, p.detail, headers=headers, **p.extra)
+
+        return wrapper
+
+    async def post(request: Request, use: str = "kid"):  # type: ignore[no-untyped-def]
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != JOSE:
+            raise Malformed(f"Content-Type must be {JOSE}")
+        body = await request.body()
+        url = urls.base + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return await run_in_threadpool(acme.authenticate, body, url, use=use)
+
+    async def json_response(body: Any, status: int = 200, **headers: str) -> Response:
+        return JSONResponse(body, status_code=status, headers=await nonce_headers(headers))
+
+    # -- directory and nonces --------------------------------------------------
+    async def directory(_request: Request) -> Response:
+        cfg = ctx.config.acme
+        meta: dict[str, Any] = {
+            "externalAccountRequired": cfg.external_account_required,
+            "caaIdentities": list(ctx.config.va.caa_identities),
+        }
+        if cfg.terms_of_service:
+            meta["termsOfService"] = cfg.terms_of_service
+        if cfg.website:
+            meta["website"] = cfg.website
+        return JSONResponse(
+            {
+                "newNonce": urls.new_nonce,
+                "newAccount": urls.new_account,
+                "newOrder": urls.new_order,
+                "revokeCert": urls.revoke_cert,
+                "keyChange": urls.key_change,
+                "renewalInfo": urls.renewal_info,
+                "meta": meta,
+            }
+        )
+
+    async def new_nonce(request: Request) -> Response:
+        # RFC 8555 §7.2: HEAD → 200, GET → 204.
+        status = 200 if request.method == "HEAD" else 204
+        return Response(status_code=status, headers=await nonce_headers())
+
+    # -- accounts --------------------------------------------------------------
+    async def new_account(request: Request) -> Response:
+        req = await post(request, use="jwk")
+        account, created = await run_in_threadpool(acme.new_account, req)
+        headers = {"Location": urls.account(account.id)}
+        return await json_response(
+            objects.account(urls, account), 201 if created else 200, **headers
+        )
+
+    async def account(request: Request) -> Response:
+        req = await post(request)
+        a = await run_in_threadpool(acme.update_account, req, request.path_params["id"])
+        return await json_response(objects.account(urls, a))
+
+    async def account_orders(request: Request) -> Response:
+        req = await post(request)
+        cursor = request.query_params.get("cursor")
+        ids, nxt = await run_in_threadpool(
+            acme.orders,
+            req,
+            request.path_params["id"],
+            int(cursor) if cursor and cursor.isdigit() else None,
+        )
+        extra = {}
+        if nxt is not None:
+            extra["Link"] = f'<{urls.orders(request.path_params["id"])}?cursor={nxt}>;rel="next"'
+        resp = await json_response({"orders": [urls.order(i) for i in ids]})
+        if extra:
+            resp.headers.append("Link", extra["Link"])
+        return resp
+
+    async def key_change(request: Request) -> Response:
+        req = await post(request)
+        a = await run_in_threadpool(acme.key_change, req)
+        return await json_response(objects.account(urls, a))
+
+    # -- orders, authorizations, challenges ---------------------------------------
+    def retry_after(status: str) -> dict[str, str]:
+        return {"Retry-After": "1"} if status in ("pending", "processing") else {}
+
+    async def new_order(request: Request) -> Response:
+        req = await post(request)
+        v = await run_in_threadpool(acme.new_order, req)
+        return await json_response(objects.order(urls, v), 201, Location=urls.order(v.order.id))
+
+    async def order(request: Request) -> Response:
+        req = await post(request)
+        v = await run_in_threadpool(acme.order, req.acct.id, request.path_params["id"])
+        return await json_response(objects.order(urls, v), **retry_after(v.status))
+
+    async def finalize(request: Request) -> Response:
+        req = await post(request)
+        v = await flow.finalize(req, request.path_params["id"])
+        return await json_response(
+            objects.order(urls, v), Location=urls.order(v.order.id), **retry_after(v.status)
+        )
+
+    async def authz(request: Request) -> Response:
+        req = await post(request)
+        if not req.jws.is_post_as_get:
+            await run_in_threadpool(acme.deactivate_authz, req, request.path_params["id"])
+        a, chals = await run_in_threadpool(acme.authz, req.acct.id, request.path_params["id"])
+        body = objects.authorization(urls, a, chals, ctx.clock.now())
+        busy = any(c.status == "processing" for c in chals)
+        return await json_response(body, **retry_after("processing" if busy else body["status"]))
+
+    async def challenge(request: Request) -> Response:
+        req = await post(request)
+        cid = request.path_params["id"]
+        if not req.jws.is_post_as_get and req.payload() != {}:
+            raise Malformed("a challenge response payload is {}")  # RFC 8555 §7.5.1
+        if await run_in_threadpool(flow.respond, req, cid):
+            flow.start_validation(req.acct, cid)
+        c, a = await run_in_threadpool(acme.challenge, req.acct.id, cid)
+        resp = await json_response(objects.challenge(urls, c), **retry_after(c.status))
+        resp.headers.append("Link", f'<{urls.authz(a.id)}>;rel="up"')
+        return resp
+
+    # -- certificates ---------------------------------------------------------------
+    async def certificate(request: Request) -> Response:
+        if request.method == "POST":
+            await post(request)
+        serial: str = request.path_params["serial"].lower()
+        n: int = request.path_params.get("n", 0)
+
+        def load() -> tuple[bytes, list[str], str]:
+            row = flow.certificate(serial)
+            with ctx.db.session() as s:
+                chains = certificate_chains(s, row)
+            if n >= len(chains):
+                raise NotFound("no such chain")
+            from cryptography import x509
+
+            leaf = x509.load_der_x509_certificate(row.der or b"")
+            pem = leaf.public_bytes(Encoding.PEM) + b"".join(
+                c.public_bytes(Encoding.PEM) for c in chains[n].certificates
+            )
+            alts = [urls.certificate(serial, i) for i in range(len(chains)) if i != n]
+            return pem, alts, urls.ca_certificate(chains[n].issuer_slug)
+
+        pem, alts, up = await run_in_threadpool(load)
+        headers = await nonce_headers() if request.method == "POST" else {}
+        resp = Response(pem, media_type="application/pem-certificate-chain", headers=headers)
+        resp.headers.append("Link", f'<{up}>;rel="up"')
+        for alt in alts:
+            resp.headers.append("Link", f'<{alt}>;rel="alternate"')
+        return resp
+
+    async def revoke(request: Request) -> Response:
+        req = await post(request, use="any")
+        await run_in_threadpool(flow.revoke, req)
+        return Response(status_code=200, headers=await nonce_headers())
+
+    async def renewal_info(request: Request) -> Response:
+        info = await run_in_threadpool(ari.renewal_info, request.path_params["cert_id"])
+        return JSONResponse(info.json(), headers={"Retry-After": str(info.retry_after)})
+
+    r = "/acme"
+    table: list[tuple[str, Handler, list[str]]] = [
+        (f"{r}/directory", directory, ["GET"]),
+        (f"{r}/new-nonce", new_nonce, ["GET", "HEAD"]),
+        (f"{r}/new-account", new_account, ["POST"]),
+        (f"{r}/acct/{{id:int}}", account, ["POST"]),
+        (f"{r}/acct/{{id:int}}/orders", account_orders, ["POST"]),
+        (f"{r}/key-change", key_change, ["POST"]),
+        (f"{r}/new-order", new_order, ["POST"]),
+        (f"{r}/order/{{id:int}}", order, ["POST"]),
+        (f"{r}/order/{{id:int}}/finalize", finalize, ["POST"]),
+        (f"{r}/authz/{{id:int}}", authz, ["POST"]),
+        (f"{r}/chall/{{id:int}}", challenge, ["POST"]),
+        (f"{r}/cert/{{serial:str}}", certificate, ["GET", "POST"]),
+        (f"{r}/cert/{{serial:str}}/{{n:int}}", certificate, ["GET", "POST"]),
+        (f"{r}/revoke-cert", revoke, ["POST"]),
+        (f"{r}/renewal-info/{{cert_id:str}}", renewal_info, ["GET"]),
+    ]
+    return [Route(path, guarded(fn), methods=methods) for path, fn, methods in table]

@@ -1,0 +1,304 @@
+"""The parts of the order state machine that wait on the network: challenge
+validation (RFC 8555 §7.5.1, §8) and finalization (§7.4) with CAA, plus the
+certificate download and revokeCert (§7.6).
+
+Finalization checks everything that can refuse (CSR, names, key, CAA for every
+name) before it claims the order; a refusal changes nothing. The claim is a
+conditional UPDATE (pending → processing), so of two finalize requests only
+one issues, across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import logging
+import math
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509.oid import NameOID
+from starlette.concurrency import run_in_threadpool
+
+from kakuin.acme import jws as J
+from kakuin.acme.errors import AlreadyRevoked, BadRevocationReason, Malformed, OrderNotReady
+from kakuin.acme.models import ACMEAccount
+from kakuin.acme.repos import AuthzRepo, OrderRepo
+from kakuin.acme.service import (
+    VALID_AUTHZ_LIFETIME,
+    ACMEService,
+    Authenticated,
+    OrderView,
+    key_authorization,
+)
+from kakuin.ca.issuer import IssuanceService, IssueRequest, csr_names, parse_csr
+from kakuin.clock import as_utc
+from kakuin.errors import BadCSR, CAAError, KakuinError, NotFound, Unauthorized
+from kakuin.policy.keys import check_key
+from kakuin.ra.revocation import RevocationService
+from kakuin.store.models import Certificate
+from kakuin.store.repos import BlockedKeyRepo, CertificateRepo, InstitutionRepo
+from kakuin.va import ValidationAuthority, ValidationRecord
+
+log = logging.getLogger(__name__)
+ACME_NS = "urn:ietf:params:acme:error:"
+# RFC 8555 §7.6 / BR 7.2.2: the reasons a subscriber may give (Boulder's list).
+SUBSCRIBER_REASONS = {0, 1, 3, 4, 5}
+
+
+def record_json(r: ValidationRecord) -> dict[str, Any]:
+    d = dataclasses.asdict(r)
+    d["at"] = r.at.isoformat()
+    return d
+
+
+class OrderFlow:
+    def __init__(
+        self,
+        acme: ACMEService,
+        va: ValidationAuthority,
+        issuance: IssuanceService,
+        revocation: RevocationService,
+    ) -> None:
+        self.acme = acme
+        self.va = va
+        self.issuance = issuance
+        self.revocation = revocation
+        self.db = acme.db
+        self.clock = acme.clock
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- challenges ------------------------------------------------------------
+    def respond(self, req: Authenticated, challenge_id: int) -> bool:
+        """The client says it is ready (RFC 8555 §7.5.1). True when this request
+        started the validation; the caller then runs ``validate``."""
+        c, a = self.acme.challenge(req.acct.id, challenge_id)
+        if req.jws.is_post_as_get:
+            return False
+        if a.status != "pending" or as_utc(a.expires) <= self.clock.now():
+            return False
+        with self.db.session() as s:
+            return AuthzRepo(s).claim_challenge(c.id, a.id)
+
+    def start_validation(self, account: ACMEAccount, challenge_id: int) -> None:
+        task = asyncio.get_running_loop().create_task(self.validate(account, challenge_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def validate(self, account: ACMEAccount, challenge_id: int) -> None:
+        c, a = await run_in_threadpool(self.acme.challenge, account.id, challenge_id)
+        keyauth = key_authorization(c.token, account.jwk)
+        try:
+            if c.type == "http-01":
+                rec = await self.va.validate_http01(a.identifier, c.token, keyauth)
+            elif c.type == "dns-01":
+                rec = await self.va.validate_dns01(a.identifier, keyauth)
+            else:
+                rec = await self.va.validate_tlsalpn01(a.identifier, keyauth)
+        except Exception as exc:  # the VA should not raise; never leave "processing"
+            log.exception("validation of challenge %s failed", challenge_id)
+            rec = self.va.record(
+                c.type,
+                a.identifier,
+                ok=False,
+                observed={},
+                error=f"internal error during validation ({type(exc).__name__})",
+                problem="serverInternal",
+            )
+        await run_in_threadpool(self._record, c.id, a.id, rec)
+
+    def _record(self, challenge_id: int, authz_id: int, rec: ValidationRecord) -> None:
+        now = self.clock.now()
+        with self.db.session() as s:
+            repo = AuthzRepo(s)
+            if rec.ok:
+                repo.set_challenge(
+                    challenge_id, status="valid", validated_at=now, record=record_json(rec)
+                )
+                repo.set(
+                    authz_id, status="valid", validated_at=now, expires=now + VALID_AUTHZ_LIFETIME
+                )
+            else:
+                err = {
+                    "type": ACME_NS + (rec.problem or "unauthorized"),
+                    "detail": rec.error or "validation failed",
+                    "status": 403,
+                }
+                repo.set_challenge(
+                    challenge_id, status="invalid", error=err, record=record_json(rec)
+                )
+                repo.set(authz_id, status="invalid")
+
+    # -- finalization -------------------------------------------------------------
+    async def finalize(self, req: Authenticated, order_id: int) -> OrderView:
+        view = await run_in_threadpool(self.acme.order, req.acct.id, order_id)
+        if view.status != "ready":
+            raise OrderNotReady(f"order is {view.status}, not ready; it cannot be finalized")
+        p = req.payload()
+        csr = parse_csr(J.b64d(p.get("csr"), "csr"))
+        names = [i["value"] for i in view.order.identifiers]
+        dns, emails = csr_names(csr)
+        cns = [
+            str(a.value).lower() for a in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        ]
+        requested = {n.lower() for n in dns} | set(cns)
+        if emails or requested != set(names):
+            raise BadCSR("the CSR's names must be exactly the order's identifiers")
+        key = csr.public_key()
+        await run_in_threadpool(self._check_key, req, key)
+        await self._check_caa(req.acct, view)
+        claimed = await run_in_threadpool(self._claim, order_id)
+        if not claimed:
+            raise OrderNotReady("the order is already being finalized")
+        try:
+            issued = await run_in_threadpool(self._issue, req.acct, view, key, cns)
+        except KakuinError as exc:
+            from kakuin.acme.problems import problem_for
+
+            prob = problem_for(exc)
+            await run_in_threadpool(
+                self._set_order,
+                order_id,
+                status="invalid",
+                error={"type": prob.type, "detail": prob.detail, "status": prob.status},
+            )
+            raise
+        except BaseException:
+            await run_in_threadpool(
+                self._set_order,
+                order_id,
+                status="invalid",
+                error={
+                    "type": ACME_NS + "serverInternal",
+                    "detail": "issuance failed",
+                    "status": 500,
+                },
+            )
+            raise
+        await run_in_threadpool(
+            self._set_order, order_id, status="valid", certificate_serial=issued
+        )
+        return await run_in_threadpool(self.acme.order, req.acct.id, order_id)
+
+    def _check_key(self, req: Authenticated, key: Any) -> None:
+        spki = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        account_spki = req.key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        if spki == account_spki:
+            raise BadCSR("the CSR's key must not be the account key")  # Boulder: same
+        profile = self.issuance.profile(self.acme.config.acme.profile)
+        with self.db.session() as s:
+            check_key(key, profile.key_rules, BlockedKeyRepo(s).is_blocked)
+
+    async def _check_caa(self, account: ACMEAccount, view: OrderView) -> None:
+        """CAA for every name before every issuance (BR 3.2.2.8; RFC 8659)."""
+        with self.db.session() as s:
+            methods = {
+                c.authz_id: c.type
+                for c in AuthzRepo(s).challenges([a.id for a in view.authzs])
+                if c.status == "valid"
+            }
+        uri = self.acme.urls.account(account.id)
+        checks = [
+            self.va.check_caa(
+                a.identifier, account_uri=uri, method=methods.get(a.id), wildcard=a.wildcard
+            )
+            for a in view.authzs
+        ]
+        for rec in await asyncio.gather(*checks):
+            if not rec.ok:
+                raise CAAError(
+                    f"CAA forbids issuance for {rec.domain}: {rec.error or 'refused'}",
+                    rule="caa",
+                    field=rec.domain,
+                )
+
+    def _claim(self, order_id: int) -> bool:
+        with self.db.session() as s:
+            return OrderRepo(s).claim_for_finalization(order_id)
+
+    def _set_order(self, order_id: int, **values: Any) -> None:
+        with self.db.session() as s:
+            OrderRepo(s).set(order_id, **values)
+
+    def _issue(self, account: ACMEAccount, view: OrderView, key: Any, cns: list[str]) -> str:
+        names = [i["value"] for i in view.order.identifiers]
+        if cns and cns[0] in names:  # the CSR's CN first: it becomes the subject CN
+            names.remove(cns[0])
+            names.insert(0, cns[0])
+        days = None
+        if view.order.not_after is not None:
+            days = math.ceil(
+                (as_utc(view.order.not_after) - self.clock.now()) / dt.timedelta(days=1)
+            )
+        institution = None
+        if account.institution_id is not None:
+            with self.db.session() as s:
+                institution = InstitutionRepo(s).by_id(account.institution_id).name_en
+        issued = self.issuance.issue(
+            IssueRequest(
+                profile=self.acme.config.acme.profile,
+                public_key=key,
+                subject=x509.Name([]),
+                dns_names=tuple(names),
+                institution=institution,
+                requested_days=days,
+                requested_by=f"acme:{account.id}",
+            )
+        )
+        return issued.serial
+
+    # -- revocation ------------------------------------------------------------------
+    def revoke(self, req: Authenticated) -> None:
+        """RFC 8555 §7.6: by the account that ordered it (or that holds valid
+        authorizations for all its names), or by the certificate's own key."""
+        p = req.payload()
+        try:
+            cert = x509.load_der_x509_certificate(J.b64d(p.get("certificate"), "certificate"))
+        except ValueError:
+            raise Malformed("certificate is not a DER X.509 certificate") from None
+        serial = format(cert.serial_number, "x")
+        reason = p.get("reason", 0)
+        if not isinstance(reason, int) or reason not in SUBSCRIBER_REASONS:
+            raise BadRevocationReason(f"reason {reason!r} is not allowed (0, 1, 3, 4, 5)")
+        with self.db.session() as s:
+            try:
+                row: Certificate = CertificateRepo(s).by_serial(serial)
+            except NotFound:
+                raise NotFound("no such certificate") from None
+            if row.der != cert.public_bytes(Encoding.DER):
+                raise NotFound("no such certificate")
+            if req.account is None:
+                # Signed by the certificate's key: only that key proves anything here.
+                if _spki(req.key) != _spki(cert.public_key()):
+                    raise Unauthorized("the JWS key is not the certificate's key")
+                reason = 1  # Boulder: revocation by the certificate key is keyCompromise
+            else:
+                order = OrderRepo(s).by_serial(serial)
+                if order is None or order.account_id != req.account.id:
+                    names = [n for n in row.sans.split() if n]
+                    bases = [n[2:] if n.startswith("*.") else n for n in names]
+                    held = AuthzRepo(s).valid_for(req.account.id, bases, self.clock.now())
+                    if not names or not set(bases) <= held:
+                        raise Unauthorized("this account may not revoke this certificate")
+            if row.revoked_at is not None:
+                raise AlreadyRevoked("the certificate is already revoked")
+        actor = (
+            f"acme:{self.acme.urls.account(req.account.id) if req.account else 'certificate-key'}"
+        )
+        self.revocation.revoke(serial, reason, actor=actor, comment="ACME revokeCert")
+
+    def certificate(self, serial: str) -> Certificate:
+        with self.db.session() as s:
+            row = CertificateRepo(s).by_serial(serial)
+        if row.state != "issued" or row.der is None:
+            raise NotFound("no such certificate")
+        return row
+
+
+def _spki(key: Any) -> bytes:
+    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+__all__ = ["OrderFlow"]

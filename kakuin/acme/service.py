@@ -1,0 +1,407 @@
+"""The ACME service: accounts, nonces, orders and their state machine.
+
+Transactions open here; routes call one method and render what it returns.
+Challenge validation and finalization (which wait on the network) are in
+``kakuin.acme.orders``; renewal information in ``kakuin.acme.ari``.
+
+Choices where RFC 8555 leaves one, as Boulder makes them: valid authorizations
+of an account are reused for 30 days; pending authorizations and orders expire
+after 7 days; one token per authorization shared by its challenges; wildcards
+only by dns-01; a deactivated account can do nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from kakuin.acme import jws as J
+from kakuin.acme.eab import EABService
+from kakuin.acme.errors import (
+    AccountDoesNotExist,
+    BadNonce,
+    Conflict,
+    ExternalAccountRequired,
+    InvalidContact,
+    Malformed,
+    UnsupportedContact,
+    UnsupportedIdentifier,
+)
+from kakuin.acme.models import ACMEAccount, ACMEAuthorization, ACMEChallenge, ACMEOrder
+from kakuin.acme.repos import AccountRepo, AuthzRepo, NonceRepo, OrderRepo
+from kakuin.acme.urls import URLs
+from kakuin.clock import Clock, as_utc
+from kakuin.config import Config
+from kakuin.errors import NotFound, Unauthorized
+from kakuin.policy import names as name_rules
+from kakuin.store.db import Database
+
+NONCE_LIFETIME = dt.timedelta(hours=1)
+PENDING_AUTHZ_LIFETIME = dt.timedelta(days=7)  # Boulder: pendingAuthorizationLifetimeDays
+VALID_AUTHZ_LIFETIME = dt.timedelta(days=30)  # Boulder: authorizationLifetimeDays
+ORDER_LIFETIME = dt.timedelta(days=7)  # Boulder: orderLifetime
+MAX_NAMES = 100  # Boulder's maxNames; BR sets no limit
+MAX_CONTACTS = 10
+CHALLENGES = ("http-01", "dns-01", "tls-alpn-01")
+_MAILBOX = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=^_`{|}~-]{1,64}@[a-z0-9.-]{1,253}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """A request whose JWS verified and whose nonce was redeemed."""
+
+    jws: J.ParsedJWS
+    jwk: dict[str, Any]
+    key: J.AccountKey
+    account: ACMEAccount | None  # None for jwk-signed requests
+
+    def payload(self) -> dict[str, Any]:
+        return self.jws.json()
+
+    @property
+    def acct(self) -> ACMEAccount:
+        assert self.account is not None
+        return self.account
+
+
+@dataclass(frozen=True, slots=True)
+class OrderView:
+    order: ACMEOrder
+    authzs: list[ACMEAuthorization]
+    status: str
+
+
+def authz_status(a: ACMEAuthorization, now: dt.datetime) -> str:
+    if a.status in ("pending", "valid") and as_utc(a.expires) <= now:
+        return "expired"
+    return a.status
+
+
+def order_status(o: ACMEOrder, authzs: list[ACMEAuthorization], now: dt.datetime) -> str:
+    """RFC 8555 §7.1.6: stored for processing/valid/invalid, derived otherwise."""
+    if o.status in ("processing", "valid", "invalid"):
+        return o.status
+    if as_utc(o.expires) <= now:
+        return "invalid"
+    states = [authz_status(a, now) for a in authzs]
+    if any(s in ("invalid", "deactivated", "expired", "revoked") for s in states):
+        return "invalid"
+    return "ready" if states and all(s == "valid" for s in states) else "pending"
+
+
+def key_authorization(token: str, jwk: dict[str, Any]) -> str:
+    """RFC 8555 §8.1: token || '.' || base64url(JWK thumbprint)."""
+    return f"{token}.{J.thumbprint(jwk)}"
+
+
+class ACMEService:
+    def __init__(self, config: Config, db: Database, clock: Clock, eab: EABService) -> None:
+        self.config = config
+        self.db = db
+        self.clock = clock
+        self.eab = eab
+        self.urls = URLs(config.server.base_url)
+
+    # -- nonces (RFC 8555 §6.5) ------------------------------------------------
+    def new_nonce(self) -> str:
+        nonce = secrets.token_urlsafe(16)
+        now = self.clock.now()
+        with self.db.session() as s:
+            repo = NonceRepo(s)
+            repo.add(nonce, now)
+            if secrets.randbelow(200) == 0:
+                repo.purge(now - NONCE_LIFETIME)
+        return nonce
+
+    # -- authentication (RFC 8555 §6.2-6.4) -------------------------------------
+    def authenticate(self, body: bytes, url: str, *, use: str = "kid") -> Authenticated:
+        """Verify a POST: use is "kid" (account requests), "jwk" (newAccount) or
+        "any" (revokeCert). Signature first, then the nonce, as Boulder does, so a
+        forged request cannot burn a nonce."""
+        jws = J.parse(body)
+        J.check_header(jws, url=url)
+        h = jws.header
+        account: ACMEAccount | None = None
+        if "kid" in h:
+            if use == "jwk":
+                raise Malformed("this request must be signed with a jwk, not a kid")
+            account_id = self.urls.account_id(str(h["kid"]))
+            with self.db.session() as s:
+                account = AccountRepo(s).by_id(account_id) if account_id is not None else None
+            if account is None:
+                raise AccountDoesNotExist(f"no account {h['kid']!r}")
+            jwk = account.jwk
+            key = J.key_from_jwk(jwk)
+        else:
+            if use == "kid":
+                raise Malformed("this request must be signed with the account's kid, not a jwk")
+            jwk = h["jwk"]
+            key = J.key_from_jwk(jwk)
+            jwk = J.public_jwk(jwk)
+        J.verify(jws, key)
+        with self.db.session() as s:
+            if not NonceRepo(s).redeem(str(h["nonce"]), self.clock.now() - NONCE_LIFETIME):
+                raise BadNonce("the nonce is unknown, expired or already used")
+        if account is not None and account.status != "valid":
+            raise Unauthorized(f"account is {account.status}")
+        return Authenticated(jws, jwk, key, account)
+
+    # -- accounts (RFC 8555 §7.3) -----------------------------------------------
+    def check_contacts(self, contact: Any) -> list[str]:
+        if not isinstance(contact, list) or not all(isinstance(c, str) for c in contact):
+            raise Malformed("contact must be a list of strings")
+        if len(contact) > MAX_CONTACTS:
+            raise InvalidContact(f"at most {MAX_CONTACTS} contacts")
+        for c in contact:
+            if not c.startswith("mailto:"):
+                raise UnsupportedContact(f"contact {c!r}: only mailto: URIs are supported")
+            addr = c[len("mailto:") :]
+            if "?" in addr or "," in addr or not _MAILBOX.match(addr):
+                raise InvalidContact(f"contact {c!r} is not a valid e-mail address")
+            try:
+                name_rules.check_dns_name(addr.rpartition("@")[2])
+            except Exception:
+                raise InvalidContact(f"contact {c!r} has an invalid domain") from None
+        return list(contact)
+
+    def new_account(self, req: Authenticated) -> tuple[ACMEAccount, bool]:
+        """(account, created). An existing key returns its account (RFC 8555 §7.3.1)."""
+        p = req.payload()
+        thumb = J.thumbprint(req.jwk)
+        with self.db.session() as s:
+            existing = AccountRepo(s).by_thumbprint(thumb)
+        if existing is not None:
+            return existing, False
+        if p.get("onlyReturnExisting") is True:
+            raise AccountDoesNotExist("no account exists with this key")
+        contact = self.check_contacts(p.get("contact", []))
+        if self.config.acme.terms_of_service and p.get("termsOfServiceAgreed") is not True:
+            raise Malformed("you must agree to the terms of service (termsOfServiceAgreed)")
+        binding = p.get("externalAccountBinding")
+        if binding is None and self.config.acme.external_account_required:
+            raise ExternalAccountRequired(
+                "this server requires an external account binding (EAB): "
+                "ask your registration officer for one"
+            )
+        now = self.clock.now()
+        with self.db.session() as s:
+            account = ACMEAccount(
+                thumbprint=thumb,
+                jwk=req.jwk,
+                contact=contact,
+                status="valid",
+                tos_agreed=bool(p.get("termsOfServiceAgreed")),
+                created_at=now,
+            )
+            if binding is not None:
+                found: dict[str, Any] = {}
+
+                def hmac_key_for(kid: str) -> bytes:
+                    cred, key = self.eab.usable(s, kid)
+                    found["cred"] = cred
+                    return key
+
+                J.verify_eab(
+                    binding, url=self.urls.new_account, outer_jwk=req.jwk, hmac_key_for=hmac_key_for
+                )
+                account.eab_credential_id = found["cred"].id
+                account.institution_id = found["cred"].institution_id
+            if not AccountRepo(s).add(account):
+                # A concurrent request bound the same key or credential: the database decided.
+                if AccountRepo(s).by_thumbprint(thumb) is not None:
+                    return AccountRepo(s).by_thumbprint(thumb), False  # type: ignore[return-value]
+                raise Unauthorized("the external account binding key identifier is already used")
+        return account, True
+
+    def update_account(self, req: Authenticated, account_id: int) -> ACMEAccount:
+        if req.acct.id != account_id:
+            raise Unauthorized("the kid does not name this account")
+        if req.jws.is_post_as_get:
+            return req.acct
+        p = req.payload()
+        values: dict[str, Any] = {}
+        if "contact" in p:
+            values["contact"] = self.check_contacts(p["contact"])
+        if "status" in p:
+            if p["status"] != "deactivated":
+                raise Malformed('the only status a client may set is "deactivated"')
+            values["status"] = "deactivated"  # RFC 8555 §7.3.6
+        with self.db.session() as s:
+            acct = AccountRepo(s).by_id(account_id)
+            assert acct is not None
+            for k, v in values.items():
+                setattr(acct, k, v)
+        return acct
+
+    def key_change(self, req: Authenticated) -> ACMEAccount:
+        """RFC 8555 §7.3.5: the inner JWS, signed by the new key, names the account
+        and the old key; the new key must not belong to another account."""
+        inner = J.parse(req.jws.payload)
+        h = inner.header
+        if h.get("alg") not in J.ALGORITHMS:
+            raise J.BadSignatureAlgorithm(f"inner JWS algorithm {h.get('alg')!r} is not supported")
+        if "jwk" not in h or "kid" in h:
+            raise Malformed("the inner JWS must carry the new key as jwk")
+        if h.get("url") != self.urls.key_change:
+            raise Malformed("the inner JWS url must be the keyChange URL")
+        new_key = J.key_from_jwk(h["jwk"])
+        J.verify(inner, new_key)
+        p = inner.json()
+        if p.get("account") != self.urls.account(req.acct.id):
+            raise Malformed("the inner payload's account is not the signing account")
+        if not isinstance(p.get("oldKey"), dict) or J.public_jwk(p["oldKey"]) != J.public_jwk(
+            req.acct.jwk
+        ):
+            raise Malformed("oldKey is not the account's current key")
+        new_jwk = J.public_jwk(h["jwk"])
+        thumb = J.thumbprint(new_jwk)
+        with self.db.session() as s:
+            other = AccountRepo(s).by_thumbprint(thumb)
+            if other is not None:
+                raise Conflict(
+                    "the new key is already in use", location=self.urls.account(other.id)
+                )
+            acct = AccountRepo(s).by_id(req.acct.id)
+            assert acct is not None
+            acct.jwk, acct.thumbprint = new_jwk, thumb
+        return acct
+
+    # -- orders (RFC 8555 §7.4) ---------------------------------------------------
+    def parse_identifiers(self, raw: Any) -> list[str]:
+        if not isinstance(raw, list) or not raw:
+            raise Malformed("identifiers must be a non-empty list")
+        names: list[str] = []
+        for ident in raw:
+            if not isinstance(ident, dict) or not isinstance(ident.get("value"), str):
+                raise Malformed("each identifier needs a type and a value")
+            if ident.get("type") != "dns":
+                raise UnsupportedIdentifier(
+                    f"identifier type {ident.get('type')!r} is not supported"
+                )
+            name = ident["value"].lower()
+            name_rules.check_dns_name(name)
+            if name not in names:
+                names.append(name)
+        if len(names) > MAX_NAMES:
+            raise Malformed(f"at most {MAX_NAMES} identifiers per order")
+        return names
+
+    def _timestamp(self, p: dict[str, Any], key: str) -> dt.datetime | None:
+        v = p.get(key)
+        if v is None:
+            return None
+        try:
+            return as_utc(dt.datetime.fromisoformat(str(v).replace("Z", "+00:00")))
+        except ValueError:
+            raise Malformed(f"{key} is not an RFC 3339 timestamp") from None
+
+    def new_order(self, req: Authenticated) -> OrderView:
+        from kakuin.acme.ari import check_replaces
+
+        p = req.payload()
+        names = self.parse_identifiers(p.get("identifiers"))
+        now = self.clock.now()
+        not_before, not_after = self._timestamp(p, "notBefore"), self._timestamp(p, "notAfter")
+        if not_before is not None and not_before > now + dt.timedelta(hours=1):
+            raise Malformed(
+                "certificates are valid from issuance: a future notBefore is not supported"
+            )
+        if not_after is not None and not_after <= now + dt.timedelta(days=1):
+            raise Malformed("notAfter must be at least a day in the future")
+        acct = req.acct
+        with self.db.session() as s:
+            allowed = self.eab.allowed_domains(s, acct.eab_credential_id, acct.institution_id)
+            if allowed is not None:
+                for n in names:
+                    name_rules.check_within(n, allowed)
+            replaces = p.get("replaces")
+            if replaces is not None:
+                check_replaces(s, acct.id, str(replaces), names)
+            authzs: list[ACMEAuthorization] = []
+            repo = AuthzRepo(s)
+            for n in names:
+                wildcard = n.startswith("*.")
+                base = name_rules.base_domain_of(n)
+                a = repo.reusable(acct.id, base, wildcard, now)
+                if a is None:
+                    a = repo.add(
+                        ACMEAuthorization(
+                            account_id=acct.id,
+                            identifier=base,
+                            wildcard=wildcard,
+                            status="pending",
+                            expires=now + PENDING_AUTHZ_LIFETIME,
+                            created_at=now,
+                        ),
+                        ("dns-01",) if wildcard else CHALLENGES,  # RFC 8555 §7.1.3
+                        secrets.token_urlsafe(32),
+                    )
+                authzs.append(a)
+            expires = min([now + ORDER_LIFETIME] + [as_utc(a.expires) for a in authzs])
+            order = OrderRepo(s).add(
+                ACMEOrder(
+                    account_id=acct.id,
+                    status="pending",
+                    identifiers=[{"type": "dns", "value": n} for n in names],
+                    authz_ids=[a.id for a in authzs],
+                    not_before=not_before,
+                    not_after=not_after,
+                    expires=expires,
+                    replaces=str(replaces) if replaces is not None else None,
+                    created_at=now,
+                )
+            )
+            return OrderView(order, authzs, order_status(order, authzs, now))
+
+    def order(self, account_id: int, order_id: int) -> OrderView:
+        with self.db.session() as s:
+            o = OrderRepo(s).by_id(order_id)
+            if o is None or o.account_id != account_id:
+                raise NotFound("no such order")  # Boulder: another account's order is "not found"
+            authzs = AuthzRepo(s).by_ids(o.authz_ids)
+        return OrderView(o, authzs, order_status(o, authzs, self.clock.now()))
+
+    def orders(
+        self, req: Authenticated, account_id: int, before: int | None, limit: int = 100
+    ) -> tuple[list[int], int | None]:
+        if req.acct.id != account_id:
+            raise Unauthorized("the kid does not name this account")
+        with self.db.session() as s:
+            rows = OrderRepo(s).of_account(account_id, before_id=before, limit=limit + 1)
+        ids = [o.id for o in rows[:limit]]
+        return ids, (ids[-1] if len(rows) > limit else None)
+
+    def authz(
+        self, account_id: int, authz_id: int
+    ) -> tuple[ACMEAuthorization, list[ACMEChallenge]]:
+        with self.db.session() as s:
+            a = AuthzRepo(s).by_id(authz_id)
+            if a is None or a.account_id != account_id:
+                raise NotFound("no such authorization")
+            return a, AuthzRepo(s).challenges([a.id])
+
+    def deactivate_authz(self, req: Authenticated, authz_id: int) -> None:
+        """RFC 8555 §7.5.2: a client may deactivate a pending or valid authorization."""
+        p = req.payload()
+        if p.get("status") != "deactivated":
+            raise Malformed('the only status a client may set is "deactivated"')
+        with self.db.session() as s:
+            a = AuthzRepo(s).by_id(authz_id)
+            if a is None or a.account_id != req.acct.id:
+                raise NotFound("no such authorization")
+            if a.status not in ("pending", "valid"):
+                raise Malformed(f"an authorization that is {a.status} cannot be deactivated")
+            AuthzRepo(s).set(a.id, status="deactivated")
+
+    def challenge(
+        self, account_id: int, challenge_id: int
+    ) -> tuple[ACMEChallenge, ACMEAuthorization]:
+        with self.db.session() as s:
+            c = AuthzRepo(s).challenge(challenge_id)
+            a = AuthzRepo(s).by_id(c.authz_id) if c is not None else None
+            if c is None or a is None or a.account_id != account_id:
+                raise NotFound("no such challenge")
+            return c, a

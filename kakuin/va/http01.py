@@ -1,0 +1,152 @@
+"""http-01 validation (RFC 8555 §8.3), with Boulder's rules for redirects.
+
+The VA resolves the name itself (through the VA resolver, never the system's
+search path), connects to the resolved address with ``Host: <domain>``, and
+follows at most 10 redirects, only to http/https URLs on ports 80/443 (or the
+configured challenge ports) whose host is a DNS name. The body is read up to
+``MAX_BODY`` octets; the trimmed body must equal the key authorization.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import TYPE_CHECKING
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+if TYPE_CHECKING:
+    from kakuin.va import ValidationAuthority, ValidationRecord
+
+MAX_REDIRECTS = 10  # Boulder: maxRedirect
+MAX_BODY = 8192  # RFC 8555 §8.3 bodies are ~90 octets; Boulder reads a few KB at most
+METHOD = "http-01"
+
+
+class _Refused(Exception):
+    def __init__(self, problem: str, error: str) -> None:
+        super().__init__(error)
+        self.problem = problem
+        self.error = error
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _url_for(addr: str, scheme: str, port: int, path: str) -> str:
+    host = f"[{addr}]" if ":" in addr else addr
+    return f"{scheme}://{host}:{port}{path or '/'}"
+
+
+async def _addresses(va: ValidationAuthority, host: str) -> list[str]:
+    try:
+        addrs = await va.resolve_addresses(host)
+    except Exception as exc:  # LookupFailed: SERVFAIL, timeout, REFUSED …
+        raise _Refused(
+            "dns",
+            f"DNS problem looking up A/AAAA for {host}: "
+            f"{getattr(exc, 'reason', type(exc).__name__)}",
+        ) from None
+    if not addrs:
+        raise _Refused("dns", f"DNS problem: no A or AAAA records found for {host}")
+    # Boulder prefers IPv6 and falls back to IPv4.
+    return sorted(addrs, key=lambda a: ":" not in a)
+
+
+async def validate_http01(
+    va: ValidationAuthority, domain: str, token: str, key_authorization: str
+) -> ValidationRecord:
+    port = va.config.http01_port
+    allowed = {"http": {80, port}, "https": {443, va.config.tlsalpn01_port}}
+    url = (
+        f"http://{domain}"
+        + (f":{port}" if port != 80 else "")
+        + f"/.well-known/acme-challenge/{token}"
+    )
+    hops: list[dict[str, object]] = []
+    timeout = httpx.Timeout(va.config.timeout_seconds)
+    try:
+        async with httpx.AsyncClient(
+            verify=False, timeout=timeout, follow_redirects=False, trust_env=False
+        ) as client:
+            for _ in range(MAX_REDIRECTS + 1):
+                parts = urlsplit(url)
+                scheme, host = parts.scheme, (parts.hostname or "")
+                hop_port = parts.port or (443 if scheme == "https" else 80)
+                if scheme not in allowed:
+                    raise _Refused(
+                        "connection", f"redirect to {url}: only http and https are allowed"
+                    )
+                if hop_port not in allowed[scheme]:
+                    raise _Refused(
+                        "connection", f"redirect to {url}: port {hop_port} is not allowed"
+                    )
+                if not host or _is_ip(host):
+                    raise _Refused("connection", f"redirect to {url}: the host must be a DNS name")
+                addrs = await _addresses(va, host)
+                path = parts.path + (f"?{parts.query}" if parts.query else "")
+                resp, addr, last_exc = None, None, None
+                for addr in addrs:
+                    try:
+                        req = client.build_request(
+                            "GET",
+                            _url_for(addr, scheme, hop_port, path),
+                            headers={
+                                "Host": host if hop_port in (80, 443) else f"{host}:{hop_port}",
+                                "User-Agent": "kakuin-va/1",
+                                "Accept": "*/*",
+                            },
+                            extensions={"sni_hostname": host} if scheme == "https" else {},
+                        )
+                        resp = await client.send(req, stream=True)
+                        break
+                    except httpx.TransportError as exc:
+                        last_exc = exc
+                if resp is None:
+                    raise _Refused(
+                        "connection",
+                        f"{host} ({', '.join(addrs)}) port {hop_port}: "
+                        f"{type(last_exc).__name__}: {last_exc}",
+                    )
+                try:
+                    hops.append({"url": url, "address": addr, "status": resp.status_code})
+                    if resp.status_code in (301, 302, 303, 307, 308) and "location" in resp.headers:
+                        url = urljoin(url, resp.headers["location"])
+                        continue
+                    body = b""
+                    async for chunk in resp.aiter_bytes():
+                        body += chunk
+                        if len(body) > MAX_BODY:
+                            raise _Refused("unauthorized", f"{url}: response body is too large")
+                finally:
+                    await resp.aclose()
+                if resp.status_code != 200:
+                    raise _Refused(
+                        "unauthorized", f"{url}: invalid response status {resp.status_code}"
+                    )
+                got = body.decode("utf-8", "replace").strip()
+                if got != key_authorization:
+                    raise _Refused(
+                        "unauthorized",
+                        f"{url}: the key authorization file did not match (got {got[:100]!r})",
+                    )
+                return va.record(METHOD, domain, ok=True, observed={"hops": hops})
+            raise _Refused("connection", f"too many redirects (more than {MAX_REDIRECTS})")
+    except _Refused as r:
+        return va.record(
+            METHOD, domain, ok=False, observed={"hops": hops}, error=r.error, problem=r.problem
+        )
+    except httpx.HTTPError as exc:
+        return va.record(
+            METHOD,
+            domain,
+            ok=False,
+            observed={"hops": hops},
+            error=f"{url}: {type(exc).__name__}: {exc}",
+            problem="connection",
+        )

@@ -1,0 +1,371 @@
+"""RFC 8555 in process: the happy path and each refusal with its problem type."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography import x509
+
+from kakuin.acme.models import ACMEAccount, ACMEAuthorization, ACMEOrder
+from kakuin.store.models import Certificate
+from tests.acme_client import Client, Key, b64, csr_der
+from tests.acme_fixtures import Env, env_fixture  # noqa: F401
+from tests.helpers import ec_key
+
+ERR = "urn:ietf:params:acme:error:"
+
+
+def ready_order(c: Client, names: list[str]) -> dict:
+    r = c.new_order(names)
+    assert r.status_code == 201, r.text
+    order_url = r.headers["Location"]
+    for az in r.json()["authorizations"]:
+        authz = c.get(az).json()
+        if authz["status"] == "valid":
+            continue
+        ch = next(x for x in authz["challenges"] if x["type"] in ("http-01", "dns-01"))
+        assert c.post(ch["url"], {}).status_code == 200
+        assert c.wait(az, ("valid", "invalid"))["status"] == "valid"
+    order = c.wait(order_url, ("ready", "invalid"))
+    order["url"] = order_url
+    return order
+
+
+def issue(c: Client, names: list[str], key=None) -> tuple[dict, str]:  # type: ignore[no-untyped-def]
+    order = ready_order(c, names)
+    r = c.post(order["finalize"], {"csr": b64(csr_der(key or ec_key(), names))})
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "valid"
+    cert = c.get(r.json()["certificate"])
+    return r.json(), cert.text
+
+
+def test_directory_and_nonces(env: Env) -> None:
+    d = env.http.get("/acme/directory").json()
+    assert d["meta"]["externalAccountRequired"] is True
+    assert {"newNonce", "newAccount", "newOrder", "revokeCert", "keyChange", "renewalInfo"} <= set(
+        d
+    )
+    head = env.http.head("/acme/new-nonce")
+    get = env.http.get("/acme/new-nonce")
+    assert head.status_code == 200 and get.status_code == 204
+    assert head.headers["Replay-Nonce"] != get.headers["Replay-Nonce"]
+    assert head.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("make_key", [Key.es256, Key.es384, Key.rs256, Key.eddsa])
+def test_register_with_each_algorithm(env: Env, make_key) -> None:  # type: ignore[no-untyped-def]
+    c = env.client(key=make_key())
+    r = c.register(env.cred)
+    assert r.status_code == 201, r.text
+    assert r.json()["status"] == "valid"
+    # RFC 8555 §7.3.1: the same key again returns the same account, 200.
+    again = c.register()
+    assert again.status_code == 200 and again.headers["Location"] == r.headers["Location"]
+
+
+def test_full_flow_issue_download_ari_revoke(env: Env) -> None:
+    c = env.registered()
+    order, pem = issue(env.client(key=c.key, kid=c.kid), ["www.example.ac.jp", "example.ac.jp"])
+    certs = x509.load_pem_x509_certificates(pem.encode())
+    assert len(certs) == 2
+    leaf = certs[0]
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(sans.get_values_for_type(x509.DNSName)) == {"www.example.ac.jp", "example.ac.jp"}
+    dl = env.http.get(order["certificate"])
+    assert dl.headers["content-type"].startswith("application/pem-certificate-chain")
+    assert 'rel="up"' in dl.headers["link"]
+    assert env.va.caa_calls == ["www.example.ac.jp", "example.ac.jp"]
+    # ARI: the normal window is in the last third of the lifetime.
+    from kakuin.acme.ari import cert_id
+
+    cid = cert_id(leaf)
+    ri = env.http.get(f"/acme/renewal-info/{cid}")
+    assert ri.status_code == 200 and ri.headers["Retry-After"] == str(6 * 3600)
+    start = ri.json()["suggestedWindow"]["start"]
+    assert start > leaf.not_valid_before_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert (
+        env.ctx.acme.set_renewal_now([format(leaf.serial_number, "x")], "https://example/incident")
+        == 1
+    )
+    ri2 = env.http.get(f"/acme/renewal-info/{cid}").json()
+    assert ri2["explanationURL"] == "https://example/incident"
+    assert ri2["suggestedWindow"]["end"] < env.ctx.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    # replaces: accepted once; a second replacement after the first is valid is refused.
+    replacement = c.new_order(["www.example.ac.jp"], replaces=cid)
+    assert replacement.status_code == 201, replacement.text
+    assert replacement.json()["replaces"] == cid
+    # Revoke with a bad reason, then properly, then again.
+    der = b64(
+        leaf.public_bytes(
+            __import__(
+                "cryptography.hazmat.primitives.serialization", fromlist=["Encoding"]
+            ).Encoding.DER
+        )
+    )
+    bad = c.post(c.dir["revokeCert"], {"certificate": der, "reason": 9})
+    assert bad.json()["type"] == ERR + "badRevocationReason"
+    ok = c.post(c.dir["revokeCert"], {"certificate": der, "reason": 4})
+    assert ok.status_code == 200, ok.text
+    again = c.post(c.dir["revokeCert"], {"certificate": der, "reason": 4})
+    assert again.json()["type"] == ERR + "alreadyRevoked"
+    # Another account may not revoke it.
+    other = env.registered()
+    assert other.post(c.dir["revokeCert"], {"certificate": der}).json()["type"] in (
+        ERR + "unauthorized",
+        ERR + "alreadyRevoked",
+    )
+    orders = c.get(c.kid + "/orders").json()["orders"]
+    assert order_url_in(orders, order)
+
+
+def order_url_in(urls: list[str], order: dict) -> bool:
+    return any(order["finalize"].startswith(u) for u in urls)
+
+
+def test_eab_required(env: Env) -> None:
+    before = env.count(ACMEAccount)
+    r = env.client().register()
+    assert r.json()["type"] == ERR + "externalAccountRequired"
+    assert r.status_code == 400 and "Replay-Nonce" in r.headers
+    assert env.count(ACMEAccount) == before
+
+
+def test_eab_wrong_hmac(env: Env) -> None:
+    before = env.count(ACMEAccount)
+    kid, _ = env.cred
+    r = env.client().register((kid, b64(b"\x00" * 32)))
+    assert r.json()["type"] == ERR + "unauthorized"
+    assert env.count(ACMEAccount) == before
+
+
+def test_eab_kid_reused(env: Env) -> None:
+    assert env.client().register(env.cred).status_code == 201
+    before = env.count(ACMEAccount)
+    r = env.client().register(env.cred)
+    assert r.json()["type"] == ERR + "unauthorized"
+    assert env.count(ACMEAccount) == before
+
+
+def test_eab_revoked(env: Env) -> None:
+    kid, key = env.new_cred()
+    env.ctx.acme.eab.revoke(kid)
+    assert env.client().register((kid, key)).json()["type"] == ERR + "unauthorized"
+
+
+def test_replayed_nonce(env: Env) -> None:
+    c = env.registered()
+    n = c.nonce()
+    assert c.new_order(["a.example.ac.jp"]).status_code == 201
+    first = c.post(
+        c.dir["newOrder"], {"identifiers": [{"type": "dns", "value": "b.example.ac.jp"}]}, nonce=n
+    )
+    assert first.status_code == 201
+    before = env.count(ACMEOrder), env.count(ACMEAuthorization)
+    replay = c.post(
+        c.dir["newOrder"], {"identifiers": [{"type": "dns", "value": "c.example.ac.jp"}]}, nonce=n
+    )
+    assert replay.json()["type"] == ERR + "badNonce"
+    assert "Replay-Nonce" in replay.headers
+    bogus = c.post(
+        c.dir["newOrder"],
+        {"identifiers": [{"type": "dns", "value": "c.example.ac.jp"}]},
+        nonce="not-a-nonce",
+    )
+    assert bogus.json()["type"] == ERR + "badNonce"
+    assert (env.count(ACMEOrder), env.count(ACMEAuthorization)) == before
+
+
+def test_kid_of_a_signed_by_b(env: Env) -> None:
+    a, b = env.registered(), env.registered()
+    before = env.count(ACMEOrder)
+    r = a.post(
+        a.dir["newOrder"],
+        {"identifiers": [{"type": "dns", "value": "x.example.ac.jp"}]},
+        key=b.key,
+        kid=a.kid,
+    )
+    assert r.status_code == 400 and r.json()["type"] == ERR + "malformed"
+    assert env.count(ACMEOrder) == before
+
+
+def test_name_outside_institution(env: Env) -> None:
+    c = env.registered()
+    before = env.count(ACMEOrder), env.count(ACMEAuthorization)
+    r = c.new_order(["www.example.ac.jp", "www.other.ac.jp"])
+    assert r.json()["type"] == ERR + "rejectedIdentifier"
+    assert (env.count(ACMEOrder), env.count(ACMEAuthorization)) == before
+
+
+def test_credential_domains_restrict_further(env: Env) -> None:
+    c = env.client()
+    assert c.register(env.new_cred(domains=("lab.example.ac.jp",))).status_code == 201
+    assert c.new_order(["www.lab.example.ac.jp"]).status_code == 201
+    assert c.new_order(["www.example.ac.jp"]).json()["type"] == ERR + "rejectedIdentifier"
+
+
+@pytest.mark.parametrize(
+    "problem,error",
+    [
+        ("caa", 'CAA record for example.ac.jp names another CA (issue "ca.example.net")'),
+        ("caa", "SERVFAIL looking up CAA for example.ac.jp"),
+    ],
+)
+def test_caa_refusal_at_finalize(env: Env, problem: str, error: str) -> None:
+    c = env.registered()
+    order = ready_order(c, ["www.example.ac.jp"])
+    env.va.caa["www.example.ac.jp"] = (problem, error)
+    before = env.count(Certificate)
+    r = c.post(order["finalize"], {"csr": b64(csr_der(ec_key(), ["www.example.ac.jp"]))})
+    assert r.status_code == 403
+    assert r.json()["type"] == ERR + "caa"
+    assert "error 338" in r.json()["detail"]
+    assert env.count(Certificate) == before
+    assert c.get(order["url"]).json()["status"] == "ready"  # nothing changed
+
+
+def test_finalize_refusals(env: Env) -> None:
+    c = env.registered()
+    r = c.new_order(["www.example.ac.jp"])
+    early = c.post(r.json()["finalize"], {"csr": b64(csr_der(ec_key(), ["www.example.ac.jp"]))})
+    assert early.json()["type"] == ERR + "orderNotReady" and early.status_code == 403
+    order = ready_order(c, ["www.example.ac.jp"])
+    before = env.count(Certificate)
+    wrong = c.post(order["finalize"], {"csr": b64(csr_der(ec_key(), ["other.example.ac.jp"]))})
+    assert wrong.json()["type"] == ERR + "badCSR"
+    garbage = c.post(order["finalize"], {"csr": b64(b"\x30\x03\x02\x01\x00")})
+    assert garbage.json()["type"] == ERR + "badCSR"
+    own = c.post(order["finalize"], {"csr": b64(csr_der(c.key.private, ["www.example.ac.jp"]))})
+    assert own.json()["type"] == ERR + "badCSR"
+    assert env.count(Certificate) == before
+
+
+def test_blocked_key_refused_after_keycompromise(env: Env) -> None:
+    c = env.registered()
+    key = ec_key()
+    order, pem = issue(c, ["www.example.ac.jp"], key)
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    leaf = x509.load_pem_x509_certificates(pem.encode())[0]
+    r = c.post(
+        c.dir["revokeCert"], {"certificate": b64(leaf.public_bytes(Encoding.DER)), "reason": 1}
+    )
+    assert r.status_code == 200
+    order2 = ready_order(c, ["www.example.ac.jp"])
+    before = env.count(Certificate)
+    again = c.post(order2["finalize"], {"csr": b64(csr_der(key, ["www.example.ac.jp"]))})
+    assert again.json()["type"] in (ERR + "badCSR", ERR + "badPublicKey")
+    assert env.count(Certificate) == before
+
+
+def test_revoke_with_certificate_key(env: Env) -> None:
+    c = env.registered()
+    key = ec_key()
+    _, pem = issue(c, ["www.example.ac.jp"], key)
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    leaf = x509.load_pem_x509_certificates(pem.encode())[0]
+    certkey = Key(key, "ES256")
+    r = c.post(
+        c.dir["revokeCert"],
+        {"certificate": b64(leaf.public_bytes(Encoding.DER))},
+        key=certkey,
+        kid=None,
+    )
+    assert r.status_code == 200, r.text
+    with env.ctx.db.session() as s:
+        from kakuin.store.repos import CertificateRepo
+
+        row = CertificateRepo(s).by_serial(format(leaf.serial_number, "x"))
+        assert row.revoked_at is not None and row.revocation_reason == 1
+
+
+def test_jws_refusals(env: Env) -> None:
+    c = env.registered()
+    url = c.dir["newOrder"]
+    payload = {"identifiers": [{"type": "dns", "value": "www.example.ac.jp"}]}
+    before = env.count(ACMEOrder)
+    wrong_url = c.post(url, payload, header={"url": "http://127.0.0.1:8080/acme/new-account"})
+    assert wrong_url.json()["type"] == ERR + "unauthorized"
+    no_nonce = c.post(url, payload, nonce=None)
+    assert no_nonce.json()["type"] == ERR + "badNonce"
+    hs = c.post(url, payload, header={"alg": "HS256"})
+    assert hs.json()["type"] == ERR + "badSignatureAlgorithm"
+    assert "ES256" in hs.json()["algorithms"]
+    rs_on_ec = c.post(url, payload, header={"alg": "RS256"})
+    assert rs_on_ec.json()["type"] == ERR + "badSignatureAlgorithm"
+    both = c.post(url, payload, header={"jwk": c.key.jwk})
+    assert both.json()["type"] == ERR + "malformed"
+    not_json = env.http.post(url, content=b"{", headers={"Content-Type": "application/jose+json"})
+    assert not_json.json()["type"] == ERR + "malformed"
+    wrong_ct = env.http.post(url, content=b"{}", headers={"Content-Type": "application/json"})
+    assert wrong_ct.json()["type"] == ERR + "malformed"
+    unknown = c.post(url, payload, kid="http://127.0.0.1:8080/acme/acct/999999")
+    assert unknown.json()["type"] == ERR + "accountDoesNotExist"
+    ip = c.new_order([])
+    assert ip.json()["type"] == ERR + "malformed"
+    ipid = c.post(url, {"identifiers": [{"type": "ip", "value": "192.0.2.1"}]})
+    assert ipid.json()["type"] == ERR + "unsupportedIdentifier"
+    assert env.count(ACMEOrder) == before
+
+
+def test_account_lookup_contacts_rollover_deactivation(env: Env) -> None:
+    stranger = env.client()
+    r = stranger.post(stranger.dir["newAccount"], {"onlyReturnExisting": True}, kid=None)
+    assert r.json()["type"] == ERR + "accountDoesNotExist"
+    c = env.client()
+    kid, key = env.new_cred()
+    assert (
+        c.register((kid, key), contact=["tel:+81312345678"]).json()["type"]
+        == ERR + "unsupportedContact"
+    )
+    assert (
+        c.register((kid, key), contact=["mailto:not an address"]).json()["type"]
+        == ERR + "invalidContact"
+    )
+    assert c.register((kid, key)).status_code == 201
+    upd = c.post(c.kid, {"contact": ["mailto:new@example.ac.jp"]})
+    assert upd.json()["contact"] == ["mailto:new@example.ac.jp"]
+    # Key rollover (RFC 8555 §7.3.5).
+    new = Key.es256()
+    from tests.acme_client import jws
+
+    inner = jws(new, c.dir["keyChange"], {"account": c.kid, "oldKey": c.key.jwk}, nonce=None)
+    rolled = c.post(c.dir["keyChange"], inner)
+    assert rolled.status_code == 200, rolled.text
+    stale = c.new_order(["www.example.ac.jp"])
+    assert stale.json()["type"] == ERR + "malformed"
+    c.key = new
+    assert c.new_order(["www.example.ac.jp"]).status_code == 201
+    # A key that belongs to another account: 409 with its URL.
+    other = env.registered()
+    clash = jws(other.key, c.dir["keyChange"], {"account": c.kid, "oldKey": c.key.jwk}, nonce=None)
+    conflict = c.post(c.dir["keyChange"], clash)
+    assert conflict.status_code == 409 and conflict.headers["Location"] == other.kid
+    # Deactivation: nothing works afterwards.
+    assert c.post(c.kid, {"status": "deactivated"}).json()["status"] == "deactivated"
+    assert c.new_order(["www.example.ac.jp"]).json()["type"] == ERR + "unauthorized"
+
+
+def test_wildcard_only_dns01(env: Env) -> None:
+    c = env.registered()
+    r = c.new_order(["*.example.ac.jp"])
+    authz = c.get(r.json()["authorizations"][0]).json()
+    assert authz["wildcard"] is True
+    assert [ch["type"] for ch in authz["challenges"]] == ["dns-01"]
+    normal = c.get(c.new_order(["www.example.ac.jp"]).json()["authorizations"][0]).json()
+    assert {ch["type"] for ch in normal["challenges"]} == {"http-01", "dns-01", "tls-alpn-01"}
+
+
+def test_failed_validation_invalidates(env: Env) -> None:
+    env.va.validation_ok = False
+    c = env.registered()
+    r = c.new_order(["www.example.ac.jp"])
+    az = r.json()["authorizations"][0]
+    ch = next(x for x in c.get(az).json()["challenges"] if x["type"] == "http-01")
+    c.post(ch["url"], {})
+    done = c.wait(az, ("valid", "invalid"))
+    assert done["status"] == "invalid"
+    assert done["challenges"][0]["error"]["type"] in (ERR + "unauthorized",) or any(
+        x.get("error") for x in done["challenges"]
+    )
+    assert c.get(r.headers["Location"]).json()["status"] == "invalid"
