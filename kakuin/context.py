@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
-from typing import TYPE_CHECKING
 
 from kakuin.ca.authority import AuthorityCache
 from kakuin.ca.hierarchy import HierarchyBuilder
@@ -28,11 +27,9 @@ from kakuin.store.db import Database
 
 if TYPE_CHECKING:
     from kakuin.acme import ACME
-    from kakuin.va import ValidationAuthority
-
-if TYPE_CHECKING:
     from kakuin.status.crl import CRLService
     from kakuin.status.ocsp import OCSPService
+    from kakuin.va import ValidationAuthority
 
 
 def default_data_dir() -> Path:
