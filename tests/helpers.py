@@ -24,8 +24,9 @@ def rsa_key(bits: int = 2048) -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(65537, bits)
 
 
-def ov_name(cn: str = "www.example.ac.jp", o: str = "Example University",
-            st: str | None = "Tokyo", l: str | None = "Chiyoda-ku") -> x509.Name:  # noqa: E741
+def ov_name(
+    cn: str = "www.example.ac.jp", o: str = "Example University", st: str | None = "Tokyo", l: str | None = "Chiyoda-ku"
+) -> x509.Name:  # noqa: E741
     attrs = [x509.NameAttribute(NameOID.COUNTRY_NAME, "JP")]
     if st:
         attrs.append(x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, st))
@@ -43,8 +44,9 @@ def make_csr(key, name: x509.Name, dns: Sequence[str] = (), emails: Sequence[str
     return b.sign(key, hashes.SHA256()).public_bytes(Encoding.PEM)
 
 
-def add_institution(ctx: Context, name: str = "Example University",
-                    domains: Sequence[str] = ("example.ac.jp",)) -> None:
+def add_institution(
+    ctx: Context, name: str = "Example University", domains: Sequence[str] = ("example.ac.jp",)
+) -> None:
     from kakuin.store.repos import InstitutionRepo
 
     with ctx.db.session() as s:

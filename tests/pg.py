@@ -25,8 +25,10 @@ def fresh_database() -> Iterator[str]:
         with admin.connect() as c:
             c.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # noqa: BLE001
-        pytest.fail(f"PostgreSQL at {ADMIN_URL} is not reachable ({exc.__class__.__name__}); "
-                    "start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start")
+        pytest.fail(
+            f"PostgreSQL at {ADMIN_URL} is not reachable ({exc.__class__.__name__}); "
+            "start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+        )
     url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
     try:
         yield url

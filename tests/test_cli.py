@@ -15,7 +15,9 @@ from tests.conftest import PASSPHRASE
 from tests.helpers import ec_key, make_csr, ov_name, rsa_key
 
 
-def kakuin(*args: str | Path, data: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def kakuin(
+    *args: str | Path, data: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     e = {**os.environ, "KAKUIN_CA_PASSPHRASE": PASSPHRASE, "COLUMNS": "200", **(env or {})}
     cmd = [sys.executable, "-m", "kakuin", *map(str, args)]
     if data is not None:
@@ -56,8 +58,16 @@ def test_init_creates_everything(tmp_path: Path) -> None:
 def test_ca_list_shows_tree(data: Path) -> None:
     res = kakuin("ca", "list", data=data)
     assert res.returncode == 0
-    for slug in ("root-rsa", "root-ecc", "tls-rsa-g1", "tls-ecdsa-g1", "client-g1", "smime-g1",
-                 "code-signing-g1", "tsa-g1"):
+    for slug in (
+        "root-rsa",
+        "root-ecc",
+        "tls-rsa-g1",
+        "tls-ecdsa-g1",
+        "client-g1",
+        "smime-g1",
+        "code-signing-g1",
+        "tsa-g1",
+    ):
         assert slug in res.stdout
 
 
@@ -66,8 +76,9 @@ def test_issue_show_list(data: Path, tmp_path: Path) -> None:
     csr = tmp_path / "req.csr"
     csr.write_bytes(make_csr(rsa_key(), ov_name(), ["www.example.ac.jp"]))
     out = tmp_path / "out"
-    res = kakuin("issue", "--csr", csr, "--profile", "server-ov", "--institution", "Example University",
-                 "--out", out, data=data)
+    res = kakuin(
+        "issue", "--csr", csr, "--profile", "server-ov", "--institution", "Example University", "--out", out, data=data
+    )
     assert res.returncode == 0, res.stderr
     cert = x509.load_pem_x509_certificate((out / "cert.pem").read_bytes())
     serial = format(cert.serial_number, "x")
@@ -121,7 +132,9 @@ def test_missing_data_dir_and_bad_config(tmp_path: Path, data: Path) -> None:
     cfg.write_text(cfg.read_text() + "\n[bogus]\nx = 1\n")
     res = kakuin("ca", "list", data=data)
     assert res.returncode == 1 and "bogus: unknown key" in res.stderr
-    cfg.write_text(cfg.read_text().replace("[bogus]\nx = 1\n", "").replace('over_limit = "shorten"', 'over_limit = "maybe"'))
+    cfg.write_text(
+        cfg.read_text().replace("[bogus]\nx = 1\n", "").replace('over_limit = "shorten"', 'over_limit = "maybe"')
+    )
     res = kakuin("ca", "list", data=data)
     assert res.returncode == 1 and "policy.over_limit" in res.stderr
 
@@ -129,6 +142,7 @@ def test_missing_data_dir_and_bad_config(tmp_path: Path, data: Path) -> None:
 def test_wrong_passphrase_is_clear(data: Path, tmp_path: Path) -> None:
     csr = tmp_path / "r.csr"
     csr.write_bytes(make_csr(ec_key(), ov_name(), ["www.example.ac.jp"]))
-    res = kakuin("issue", "--csr", csr, "--profile", "server-dv", data=data,
-                 env={"KAKUIN_CA_PASSPHRASE": "a-wrong-passphrase"})
+    res = kakuin(
+        "issue", "--csr", csr, "--profile", "server-dv", data=data, env={"KAKUIN_CA_PASSPHRASE": "a-wrong-passphrase"}
+    )
     assert res.returncode == 1 and "wrong passphrase" in res.stderr

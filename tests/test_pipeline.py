@@ -31,8 +31,9 @@ def count(ctx) -> int:  # type: ignore[no-untyped-def]
 
 
 def dv(key, *names: str) -> IssueRequest:  # type: ignore[no-untyped-def]
-    return IssueRequest(profile="server-dv", public_key=key.public_key(), subject=ov_name(),
-                        dns_names=names or ("www.example.ac.jp",))
+    return IssueRequest(
+        profile="server-dv", public_key=key.public_key(), subject=ov_name(), dns_names=names or ("www.example.ac.jp",)
+    )
 
 
 def test_issued_record_says_every_step(make_ctx) -> None:  # type: ignore[no-untyped-def]
@@ -85,15 +86,23 @@ def test_blocked_key_is_refused(make_ctx) -> None:  # type: ignore[no-untyped-de
 def test_subject_rule_refusal_names_field(make_ctx) -> None:  # type: ignore[no-untyped-def]
     ctx = make_ctx(NOW)
     add_institution(ctx)
-    req = IssueRequest(profile="server-ov", public_key=ec_key().public_key(),
-                       subject=ov_name(l="Academe", st=None), dns_names=("www.example.ac.jp",),
-                       institution="Example University")
+    req = IssueRequest(
+        profile="server-ov",
+        public_key=ec_key().public_key(),
+        subject=ov_name(l="Academe", st=None),
+        dns_names=("www.example.ac.jp",),
+        institution="Example University",
+    )
     with pytest.raises(SubjectRuleError) as e:
         ctx.issuance.issue(req)
     assert (e.value.field, e.value.rule) == ("L", "l-placeholder")
-    wrong_o = IssueRequest(profile="server-ov", public_key=ec_key().public_key(),
-                           subject=ov_name(o="Other University"), dns_names=("www.example.ac.jp",),
-                           institution="Example University")
+    wrong_o = IssueRequest(
+        profile="server-ov",
+        public_key=ec_key().public_key(),
+        subject=ov_name(o="Other University"),
+        dns_names=("www.example.ac.jp",),
+        institution="Example University",
+    )
     with pytest.raises(SubjectRuleError) as e:
         ctx.issuance.issue(wrong_o)
     assert e.value.rule == "o-mismatch"
@@ -103,16 +112,29 @@ def test_subject_rule_refusal_names_field(make_ctx) -> None:  # type: ignore[no-
 def test_names_outside_the_institution_are_refused(make_ctx) -> None:  # type: ignore[no-untyped-def]
     ctx = make_ctx(NOW)
     add_institution(ctx)
-    req = IssueRequest(profile="server-ov", public_key=ec_key().public_key(), subject=ov_name(cn="www.other.ac.jp"),
-                       dns_names=("www.other.ac.jp",), institution="Example University")
+    req = IssueRequest(
+        profile="server-ov",
+        public_key=ec_key().public_key(),
+        subject=ov_name(cn="www.other.ac.jp"),
+        dns_names=("www.other.ac.jp",),
+        institution="Example University",
+    )
     with pytest.raises(NameRuleError) as e:
         ctx.issuance.issue(req)
     assert e.value.rule == "domain-not-registered"
 
 
-@pytest.mark.parametrize("name,rule", [("WWW.example.ac.jp", "dns-case"), ("10.0.0.1", "dns-ip"),
-                                       ("*.jp", "dns-wildcard"), ("foo", "dns-fqdn"),
-                                       ("a..example.ac.jp", "dns-label"), ("-a.example.ac.jp", "dns-label")])
+@pytest.mark.parametrize(
+    "name,rule",
+    [
+        ("WWW.example.ac.jp", "dns-case"),
+        ("10.0.0.1", "dns-ip"),
+        ("*.jp", "dns-wildcard"),
+        ("foo", "dns-fqdn"),
+        ("a..example.ac.jp", "dns-label"),
+        ("-a.example.ac.jp", "dns-label"),
+    ],
+)
 def test_bad_dns_names(make_ctx, name, rule) -> None:  # type: ignore[no-untyped-def]
     ctx = make_ctx(NOW)
     with pytest.raises(NameRuleError) as e:
@@ -125,10 +147,15 @@ def test_lint_failure_records_failed_and_signs_nothing(make_ctx) -> None:  # typ
 
     ctx = make_ctx(NOW)
     # An extension pkilint refuses in a TLS subscriber certificate: basicConstraints CA:TRUE.
-    bad = IssueRequest(profile="server-dv", public_key=ec_key().public_key(), subject=ov_name(),
-                       dns_names=("www.example.ac.jp",),
-                       extra_extensions=((x509.NameConstraints(permitted_subtrees=[x509.DNSName("example.ac.jp")],
-                                                                excluded_subtrees=None), True),))
+    bad = IssueRequest(
+        profile="server-dv",
+        public_key=ec_key().public_key(),
+        subject=ov_name(),
+        dns_names=("www.example.ac.jp",),
+        extra_extensions=(
+            (x509.NameConstraints(permitted_subtrees=[x509.DNSName("example.ac.jp")], excluded_subtrees=None), True),
+        ),
+    )
     with pytest.raises(LintError):
         ctx.issuance.issue(bad)
     with ctx.db.session() as s:
@@ -157,13 +184,20 @@ CRASH_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("kill_at,expected_state", [("reserved", "reserved"), ("linted", "linted"),
-                                                    ("signed", "linted"), ("stored", "issued")])
+@pytest.mark.parametrize(
+    "kill_at,expected_state",
+    [("reserved", "reserved"), ("linted", "linted"), ("signed", "linted"), ("stored", "issued")],
+)
 def test_kill_at_each_step(make_ctx, kill_at, expected_state) -> None:  # type: ignore[no-untyped-def]
     ctx = make_ctx(NOW)
     env = dict(os.environ, PYTHONPATH=os.getcwd())
-    proc = subprocess.run([sys.executable, "-c", CRASH_SCRIPT, str(ctx.config.data_dir), kill_at, NOW.isoformat()],
-                          capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", CRASH_SCRIPT, str(ctx.config.data_dir), kill_at, NOW.isoformat()],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == -9, proc.stdout + proc.stderr
     assert f"step {kill_at}" in proc.stdout
     with ctx.db.session() as s:
@@ -196,3 +230,22 @@ def test_serial_collision_draws_again(make_ctx, monkeypatch) -> None:  # type: i
     monkeypatch.setattr(issuer, "random_serial", lambda: next(draws))
     second = ctx.issuance.issue(dv(ec_key()))
     assert second.serial == "1234567890abcdef1234"
+
+
+def test_issue_batch_reports_each_row_and_records_only_what_it_may(make_ctx) -> None:  # type: ignore[no-untyped-def]
+    from kakuin.ca.issuer import Issued
+
+    ctx = make_ctx(NOW)
+    blocked = ec_key()
+    with ctx.db.session() as s:
+        BlockedKeyRepo(s).block(spki_sha256(blocked.public_key()), "test", None, NOW)
+    reqs = [dv(ec_key()), dv(rsa_key(1024)), dv(blocked), dv(ec_key(), "Bad..Name"), dv(rsa_key())]
+    out = ctx.issuance.issue_batch(reqs)
+    assert isinstance(out[0], Issued) and isinstance(out[4], Issued)
+    assert isinstance(out[1], KeyRuleError) and out[1].rule == "rsa-size"
+    assert isinstance(out[2], BlockedKeyError)
+    assert isinstance(out[3], NameRuleError)
+    with ctx.db.session() as s:
+        rows = s.scalars(select(Certificate)).all()
+    assert sorted(r.serial for r in rows) == sorted([out[0].serial, out[4].serial])
+    assert all(r.state == "issued" and r.der for r in rows)

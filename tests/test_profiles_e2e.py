@@ -50,10 +50,15 @@ def verify(leaf: Path, chain: Path, roots: Path, purpose: str | None = None) -> 
 def test_server_profiles(ctx, tmp_path, key_factory, issuer, profile) -> None:  # type: ignore[no-untyped-def]
     add_institution(ctx)
     key = key_factory()
-    issued = ctx.issuance.issue(IssueRequest(
-        profile=profile, public_key=key.public_key(), subject=ov_name(),
-        dns_names=("www.example.ac.jp", "mail.example.ac.jp"),
-        institution="Example University" if profile == "server-ov" else None))
+    issued = ctx.issuance.issue(
+        IssueRequest(
+            profile=profile,
+            public_key=key.public_key(),
+            subject=ov_name(),
+            dns_names=("www.example.ac.jp", "mail.example.ac.jp"),
+            institution="Example University" if profile == "server-ov" else None,
+        )
+    )
     assert issued.issuer_slug == issuer
     leaf, chain, roots = write_chain(tmp_path, ctx, issued)
     lint("lint_cabf_serverauth_cert", leaf, "-d")
@@ -64,15 +69,24 @@ def test_server_profiles(ctx, tmp_path, key_factory, issuer, profile) -> None:  
 
 def test_client_profile(ctx, tmp_path) -> None:  # type: ignore[no-untyped-def]
     add_institution(ctx)
-    name = x509.Name([
-        x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
-        x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, "Tokyo"),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example University"),
-        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "Information Center"),
-        x509.NameAttribute(NameOID.COMMON_NAME, "Hanako Yamada"),
-    ])
-    issued = ctx.issuance.issue(IssueRequest(profile="client", public_key=rsa_key().public_key(), subject=name,
-                                             emails=("hanako@example.ac.jp",), institution="Example University"))
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+            x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, "Tokyo"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example University"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "Information Center"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "Hanako Yamada"),
+        ]
+    )
+    issued = ctx.issuance.issue(
+        IssueRequest(
+            profile="client",
+            public_key=rsa_key().public_key(),
+            subject=name,
+            emails=("hanako@example.ac.jp",),
+            institution="Example University",
+        )
+    )
     leaf, chain, roots = write_chain(tmp_path, ctx, issued)
     lint("lint_pkix_cert", leaf)
     verify(leaf, chain, roots, "sslclient")
@@ -82,8 +96,14 @@ def test_client_profile(ctx, tmp_path) -> None:  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("key_factory", [ec_key, rsa_key])
 def test_smime_profile(ctx, tmp_path, key_factory) -> None:  # type: ignore[no-untyped-def]
-    issued = ctx.issuance.issue(IssueRequest(profile="smime", public_key=key_factory().public_key(),
-                                             subject=x509.Name([]), emails=("taro@example.ac.jp",)))
+    issued = ctx.issuance.issue(
+        IssueRequest(
+            profile="smime",
+            public_key=key_factory().public_key(),
+            subject=x509.Name([]),
+            emails=("taro@example.ac.jp",),
+        )
+    )
     leaf, chain, roots = write_chain(tmp_path, ctx, issued)
     lint("lint_cabf_smime_cert", leaf, "-d")
     verify(leaf, chain, roots, "smimesign")
@@ -91,9 +111,14 @@ def test_smime_profile(ctx, tmp_path, key_factory) -> None:  # type: ignore[no-u
 
 def test_code_signing_profile(ctx, tmp_path) -> None:  # type: ignore[no-untyped-def]
     add_institution(ctx)
-    issued = ctx.issuance.issue(IssueRequest(
-        profile="code-signing", public_key=rsa_key(3072).public_key(),
-        subject=ov_name(cn="Example University Software"), institution="Example University"))
+    issued = ctx.issuance.issue(
+        IssueRequest(
+            profile="code-signing",
+            public_key=rsa_key(3072).public_key(),
+            subject=ov_name(cn="Example University Software"),
+            institution="Example University",
+        )
+    )
     leaf, chain, roots = write_chain(tmp_path, ctx, issued)
     lint("lint_pkix_cert", leaf)
     verify(leaf, chain, roots)  # OpenSSL 3.0 has no code-signing purpose; osslsigncode checks it
@@ -101,9 +126,14 @@ def test_code_signing_profile(ctx, tmp_path) -> None:  # type: ignore[no-untyped
 
 def test_tsa_profile_has_critical_timestamping_eku(ctx, tmp_path) -> None:  # type: ignore[no-untyped-def]
     add_institution(ctx)
-    issued = ctx.issuance.issue(IssueRequest(
-        profile="tsa", public_key=rsa_key().public_key(),
-        subject=ov_name(cn="Example University TSA"), institution="Example University"))
+    issued = ctx.issuance.issue(
+        IssueRequest(
+            profile="tsa",
+            public_key=rsa_key().public_key(),
+            subject=ov_name(cn="Example University TSA"),
+            institution="Example University",
+        )
+    )
     eku = issued.certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
     assert eku.critical and list(eku.value) == [ExtendedKeyUsageOID.TIME_STAMPING]
     leaf, chain, roots = write_chain(tmp_path, ctx, issued)

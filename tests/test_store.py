@@ -38,21 +38,49 @@ def db(request, tmp_path) -> Iterator[Database]:  # type: ignore[no-untyped-def]
             d.dispose()
 
 
-def _ca(slug: str, purpose: str, gen: int, active_from: dt.datetime, parent: int | None = None,
-        not_after: dt.datetime | None = None) -> CertificateAuthority:
+def _ca(
+    slug: str,
+    purpose: str,
+    gen: int,
+    active_from: dt.datetime,
+    parent: int | None = None,
+    not_after: dt.datetime | None = None,
+) -> CertificateAuthority:
     return CertificateAuthority(
-        slug=slug, name=f"{slug} - G{gen}", kind="intermediate" if parent else "root", purpose=purpose,
-        generation=gen, parent_id=parent, key_backend="file", key_label=slug, key_type="ec-p384",
-        serial="01", der=b"\x30\x00", not_before=T0 - dt.timedelta(days=1),
-        not_after=not_after or T0 + dt.timedelta(days=3650), active_from=active_from, status="active",
-        created_at=T0)
+        slug=slug,
+        name=f"{slug} - G{gen}",
+        kind="intermediate" if parent else "root",
+        purpose=purpose,
+        generation=gen,
+        parent_id=parent,
+        key_backend="file",
+        key_label=slug,
+        key_type="ec-p384",
+        serial="01",
+        der=b"\x30\x00",
+        not_before=T0 - dt.timedelta(days=1),
+        not_after=not_after or T0 + dt.timedelta(days=3650),
+        active_from=active_from,
+        status="active",
+        created_at=T0,
+    )
 
 
 def _cert(serial: str, issuer_id: int, **kw) -> Certificate:  # type: ignore[no-untyped-def]
-    values = dict(serial=serial, issuer_id=issuer_id, profile="server-dv", state="reserved",
-                  subject="CN=www.example.ac.jp", sans="www.example.ac.jp", spki_sha256="ab" * 32,
-                  key_type="P-256", not_before=T0, not_after=T0 + dt.timedelta(days=199), crl_shard=3,
-                  reserved_at=T0)
+    values = dict(
+        serial=serial,
+        issuer_id=issuer_id,
+        profile="server-dv",
+        state="reserved",
+        subject="CN=www.example.ac.jp",
+        sans="www.example.ac.jp",
+        spki_sha256="ab" * 32,
+        key_type="P-256",
+        not_before=T0,
+        not_after=T0 + dt.timedelta(days=199),
+        crl_shard=3,
+        reserved_at=T0,
+    )
     values.update(kw)
     return Certificate(**values)
 
@@ -96,8 +124,9 @@ def test_find_filters_and_abandon(db: Database) -> None:
         inst = InstitutionRepo(s).add("Example University", domains=["Example.ac.jp."], now=T0)
         repo = CertificateRepo(s)
         repo.reserve(_cert("01", root.id, state="issued", institution_id=inst.id))
-        repo.reserve(_cert("02", root.id, state="issued", sans="mail.example.ac.jp",
-                           revoked_at=T0, revocation_reason=1))
+        repo.reserve(
+            _cert("02", root.id, state="issued", sans="mail.example.ac.jp", revoked_at=T0, revocation_reason=1)
+        )
         repo.reserve(_cert("03", root.id, state="linted", reserved_at=T0 - dt.timedelta(hours=1)))
         repo.reserve(_cert("04", root.id, state="reserved"))
     with db.session() as s:
@@ -144,8 +173,14 @@ def test_full_pipeline_on_postgresql(tmp_path) -> None:  # type: ignore[no-untyp
         ctx = Context.open(d, clock=FixedClock(T0))
         assert ctx.db.engine.dialect.name == "postgresql"
         ctx.hierarchy().ensure()
-        issued = ctx.issuance.issue(IssueRequest(profile="server-dv", public_key=ec_key().public_key(),
-                                                 subject=ov_name(), dns_names=("www.example.ac.jp",)))
+        issued = ctx.issuance.issue(
+            IssueRequest(
+                profile="server-dv",
+                public_key=ec_key().public_key(),
+                subject=ov_name(),
+                dns_names=("www.example.ac.jp",),
+            )
+        )
         with ctx.db.session() as s:
             assert CertificateRepo(s).by_serial(issued.serial).state == "issued"
         ctx.db.dispose()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -18,6 +19,7 @@ from kakuin.ca.keystore import KeyBackend, KeyRef, KeyType, Signer
 from kakuin.clock import as_utc
 from kakuin.errors import NotFound
 from kakuin.policy.profiles import IssuerInfo, Purpose
+from kakuin.store.db import Database
 from kakuin.store.models import CertificateAuthority
 from kakuin.store.repos import CARepo
 
@@ -53,10 +55,19 @@ class LoadedCA:
 
 
 class AuthorityCache:
-    def __init__(self, keys: KeyBackend) -> None:
+    """Loaded CAs by id, and which CA issues per purpose.
+
+    The choice of issuing CA is cached for ``ttl`` seconds (wall clock) so the
+    hot path does not ask the store on every certificate; a rotation or CA
+    revocation made by another process takes effect within that time.
+    """
+
+    def __init__(self, keys: KeyBackend, ttl: float = 1.0) -> None:
         self.keys = keys
+        self.ttl = ttl
         self._lock = threading.Lock()
         self._loaded: dict[int, LoadedCA] = {}
+        self._choice: dict[tuple[str, dt.datetime], tuple[float, int | None]] = {}
 
     def load(self, s: Session, row: CertificateAuthority) -> LoadedCA:
         with self._lock:
@@ -82,11 +93,34 @@ class AuthorityCache:
         return loaded
 
     def issuing(self, s: Session, purpose: Purpose, at: dt.datetime) -> LoadedCA:
+        key = (purpose.value, at.replace(microsecond=0))
+        now = time.monotonic()
+        with self._lock:
+            hit = self._choice.get(key)
+        if hit is not None and hit[0] > now and hit[1] is not None and hit[1] in self._loaded:
+            return self._loaded[hit[1]]
         row = CARepo(s).issuing_for(purpose.value, at)
+        with self._lock:
+            if len(self._choice) > 1024:
+                self._choice.clear()
+            self._choice[key] = (now + self.ttl, row.id if row else None)
         if row is None:
             raise NotFound(f"no active {purpose.value} intermediate issues at {at:%Y-%m-%d %H:%M}Z")
         return self.load(s, row)
 
-    def forget(self, ca_id: int) -> None:
+    def issuing_now(self, db: Database, purpose: Purpose, at: dt.datetime) -> LoadedCA:
+        """Like ``issuing`` but opens a session only when the cache cannot answer."""
+        hit = self._choice.get((purpose.value, at.replace(microsecond=0)))
+        if hit is not None and hit[0] > time.monotonic() and hit[1] in self._loaded:
+            return self._loaded[hit[1]]  # type: ignore[index]
+        with db.session() as s:
+            return self.issuing(s, purpose, at)
+
+    def forget(self, ca_id: int | None = None) -> None:
+        """Drop cached CAs (one, or all) and every cached choice."""
         with self._lock:
-            self._loaded.pop(ca_id, None)
+            if ca_id is None:
+                self._loaded.clear()
+            else:
+                self._loaded.pop(ca_id, None)
+            self._choice.clear()

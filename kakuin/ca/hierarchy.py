@@ -39,8 +39,9 @@ def ca_name(config: Config, common_name: str) -> x509.Name:
     )
 
 
-def sign_certificate(builder: x509.CertificateBuilder, signer: Signer,
-                     linter: CertificateLinter | None, profile: Profile) -> x509.Certificate:
+def sign_certificate(
+    builder: x509.CertificateBuilder, signer: Signer, linter: CertificateLinter | None, profile: Profile
+) -> x509.Certificate:
     """Throwaway-sign, lint, then sign the same TBS with ``signer``."""
     hash_alg = signer.key_type.signature_hash
     draft = builder.sign(_throwaway_key(signer.key_type), hash_alg).public_bytes(Encoding.DER)  # type: ignore[arg-type]
@@ -96,7 +97,9 @@ class HierarchyBuilder:
         cert = sign_certificate(builder, signer, self.linter, profile)
         return self._store(spec.slug, spec.name, "root", f"root-{spec.key_type.value}", 1, None, ref, cert, now)
 
-    def create_intermediate(self, spec: IntermediateSpec, *, active_from: dt.datetime | None = None) -> CertificateAuthority:
+    def create_intermediate(
+        self, spec: IntermediateSpec, *, active_from: dt.datetime | None = None
+    ) -> CertificateAuthority:
         now = self.clock.now().replace(microsecond=0)
         with self.db.session() as s:
             parent = CARepo(s).by_slug(spec.parent)
@@ -120,18 +123,46 @@ class HierarchyBuilder:
         for ext, critical in extensions_for(profile, subject_public_key=signer.public_key(), issuer=issuer):
             builder = builder.add_extension(ext, critical=critical)
         cert = sign_certificate(builder, parent_signer, self.linter, profile)
-        return self._store(spec.slug, spec.name, "intermediate", spec.purpose.value, spec.generation,
-                           parent.id, ref, cert, active_from or now)
+        return self._store(
+            spec.slug,
+            spec.name,
+            "intermediate",
+            spec.purpose.value,
+            spec.generation,
+            parent.id,
+            ref,
+            cert,
+            active_from or now,
+        )
 
-    def _store(self, slug: str, name: str, kind: str, purpose: str, generation: int,
-               parent_id: int | None, ref: KeyRef, cert: x509.Certificate,
-               active_from: dt.datetime) -> CertificateAuthority:
+    def _store(
+        self,
+        slug: str,
+        name: str,
+        kind: str,
+        purpose: str,
+        generation: int,
+        parent_id: int | None,
+        ref: KeyRef,
+        cert: x509.Certificate,
+        active_from: dt.datetime,
+    ) -> CertificateAuthority:
         row = CertificateAuthority(
-            slug=slug, name=name, kind=kind, purpose=purpose, generation=generation,
-            parent_id=parent_id, key_backend=ref.backend, key_label=ref.label,
-            key_type=ref.key_type.value, serial=format(cert.serial_number, "x"),
-            der=cert.public_bytes(Encoding.DER), not_before=cert.not_valid_before_utc,
-            not_after=cert.not_valid_after_utc, active_from=active_from, status="active",
+            slug=slug,
+            name=name,
+            kind=kind,
+            purpose=purpose,
+            generation=generation,
+            parent_id=parent_id,
+            key_backend=ref.backend,
+            key_label=ref.label,
+            key_type=ref.key_type.value,
+            serial=format(cert.serial_number, "x"),
+            der=cert.public_bytes(Encoding.DER),
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            active_from=active_from,
+            status="active",
             created_at=self.clock.now(),
         )
         with self.db.session() as s:
@@ -158,13 +189,25 @@ def ca_tree(db: Database, at: dt.datetime) -> list[CANode]:
         repo = CARepo(s)
         rows = list(repo.all())
         issuing = {
-            ca.id for p in {r.purpose for r in rows if r.kind == "intermediate"}
+            ca.id
+            for p in {r.purpose for r in rows if r.kind == "intermediate"}
             if (ca := repo.issuing_for(p, at)) is not None
         }
 
     def node(r: CertificateAuthority) -> CANode:
         kids = tuple(node(c) for c in rows if c.parent_id == r.id)
-        return CANode(r.slug, r.name, r.kind, r.purpose, r.generation, r.key_type,
-                      as_utc(r.not_before), as_utc(r.not_after), r.status, r.id in issuing, kids)
+        return CANode(
+            r.slug,
+            r.name,
+            r.kind,
+            r.purpose,
+            r.generation,
+            r.key_type,
+            as_utc(r.not_before),
+            as_utc(r.not_after),
+            r.status,
+            r.id in issuing,
+            kids,
+        )
 
     return [node(r) for r in rows if r.parent_id is None]

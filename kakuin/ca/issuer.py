@@ -29,19 +29,27 @@ from cryptography.x509.oid import NameOID
 
 from kakuin.ca import der
 from kakuin.ca.authority import AuthorityCache, LoadedCA
+from kakuin.ca.csr import csr_names, parse_csr  # noqa: F401  (re-exported)
 from kakuin.ca.keystore import KeyType, PublicKey, generate_private_key
 from kakuin.ca.lint import CertificateLinter, blocking
 from kakuin.clock import Clock
 from kakuin.config import Config
-from kakuin.errors import BadCSR, IssuanceError, KeyRuleError, LintError, NameRuleError, NotFound
+from kakuin.errors import (
+    BlockedKeyError,
+    IssuanceError,
+    KakuinError,
+    KeyRuleError,
+    LintError,
+    NameRuleError,
+    NotFound,
+)
 from kakuin.policy import names as name_rules
 from kakuin.policy.keys import check_key, describe_key
 from kakuin.policy.profiles import Kind, Profile, Purpose, ValidityKind, extensions_for
 from kakuin.policy.subject import SubjectRules, check_subject
 from kakuin.policy.validity import decide_validity, max_tls_validity_days
 from kakuin.store.db import Database
-from kakuin.store.models import Certificate
-from kakuin.store.repos import BlockedKeyRepo, CertificateRepo, InstitutionRepo
+from kakuin.store.repos import CertificateRepo, InstitutionRepo, IssuanceLedger
 
 STALE_AFTER = dt.timedelta(minutes=10)
 
@@ -69,42 +77,30 @@ class Issued:
     note: str | None = None
 
 
+@dataclass(slots=True)
+class _Prepared:
+    req: IssueRequest
+    profile: Profile
+    subject: x509.Name
+    ca: LoadedCA
+    shard: int
+    values: dict[str, object]
+    note: str | None
+    serial: int = 0
+    cert_id: int = 0
+
+
+_PENDING: Issued | KakuinError = KakuinError("pending")
+
+
+def _not_here(_spki: str) -> bool:
+    return False
+
+
 def random_serial() -> int:
     # 16 random bytes with the top bit cleared: positive, 127 bits of entropy,
     # at most 16 content octets (RFC 5280 §4.1.2.2 allows 20).
     return int.from_bytes(secrets.token_bytes(16), "big") & ((1 << 127) - 1) or 1
-
-
-def parse_csr(data: bytes) -> x509.CertificateSigningRequest:
-    """A CSR from PEM or DER, with its self-signature checked."""
-    try:
-        if data.lstrip().startswith(b"-----BEGIN"):
-            csr = x509.load_pem_x509_csr(data)
-        else:
-            csr = x509.load_der_x509_csr(data)
-    except ValueError as exc:
-        raise BadCSR(f"cannot parse CSR: {exc}") from None
-    try:
-        valid = csr.is_signature_valid
-    except Exception:  # unsupported key types raise here
-        raise BadCSR("CSR signature cannot be checked (unsupported key type)") from None
-    if not valid:
-        raise BadCSR("CSR signature is invalid")
-    return csr
-
-
-def csr_names(csr: x509.CertificateSigningRequest) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(dNSNames, rfc822Names) requested in the CSR's extensionRequest."""
-    try:
-        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return (), ()
-    except ValueError as exc:
-        raise BadCSR(f"CSR extensions cannot be parsed: {exc}") from None
-    return (
-        tuple(san.get_values_for_type(x509.DNSName)),
-        tuple(san.get_values_for_type(x509.RFC822Name)),
-    )
 
 
 _THROWAWAY: dict[KeyType, object] = {}
@@ -133,6 +129,8 @@ class IssuanceService:
         self.profiles = profiles
         self.clock = clock
         self.linter = linter if config.policy.lint else None
+        self.ledger = IssuanceLedger(db.engine)
+        self._ext_cache: dict[tuple[str, int, int, bool], list[tuple[x509.ExtensionType, bool]]] = {}
 
     # -- policy ------------------------------------------------------------
     def profile(self, name: str) -> Profile:
@@ -145,9 +143,7 @@ class IssuanceService:
     def _purpose(self, profile: Profile, req: IssueRequest) -> Purpose:
         if req.purpose is not None:
             if req.purpose not in profile.purposes:
-                raise KeyRuleError(
-                    f"profile {profile.name} is not issued by {req.purpose} CAs", rule="purpose"
-                )
+                raise KeyRuleError(f"profile {profile.name} is not issued by {req.purpose} CAs", rule="purpose")
             return req.purpose
         if profile.purposes == (Purpose.TLS_RSA, Purpose.TLS_ECDSA):
             is_ec = isinstance(req.public_key, ec.EllipticCurvePublicKey)
@@ -207,11 +203,15 @@ class IssuanceService:
         elif req.emails:
             raise NameRuleError(f"profile {profile.name} carries no e-mail addresses", rule="email-not-allowed")
 
-    def _validity(self, profile: Profile, req: IssueRequest, now: dt.datetime) -> tuple[dt.datetime, dt.datetime, str | None]:
+    def _validity(
+        self, profile: Profile, req: IssueRequest, now: dt.datetime
+    ) -> tuple[dt.datetime, dt.datetime, str | None]:
         if profile.validity is ValidityKind.TLS_SCHEDULE:
             limit_days, limit_months = max_tls_validity_days(now), None
         elif profile.validity is ValidityKind.MONTHS:
-            months = self.config.policy.client_validity_months if profile.kind is Kind.CLIENT else profile.validity_value
+            months = (
+                self.config.policy.client_validity_months if profile.kind is Kind.CLIENT else profile.validity_value
+            )
             limit_days, limit_months = None, months
         else:
             limit_days, limit_months = profile.validity_value, None
@@ -226,125 +226,205 @@ class IssuanceService:
         return d.not_before, d.not_after, d.note
 
     # -- pipeline ----------------------------------------------------------
-    def issue(self, req: IssueRequest, on_step: Callable[[str], None] | None = None) -> Issued:
-        step = on_step or (lambda _name: None)
+    def _prepare(self, req: IssueRequest, now: dt.datetime) -> _Prepared:
+        """Every policy check; no writes. Raises the specific PolicyError."""
         profile = self.profile(req.profile)
         if profile.is_ca:
             raise NotFound(f"profile {profile.name} is for CA certificates; use kakuin ca …")
-        now = self.clock.now()
-        with self.db.session() as s:
-            organization: str | None = None
-            allowed_domains: list[str] | None = None
-            institution_id: int | None = None
-            if req.institution:
+        organization: str | None = None
+        allowed_domains: list[str] | None = None
+        institution_id: int | None = None
+        if req.institution:
+            with self.db.session() as s:
                 inst = InstitutionRepo(s).by_name(req.institution)
                 organization, institution_id = inst.name_en, inst.id
                 allowed_domains = [d.domain for d in inst.domains if d.approved] or None
-            elif self.config.policy.institution_required and profile.subject_rules:
-                raise NotFound("an institution is required (policy.institution_required)")
-            spki = check_key(req.public_key, profile.key_rules, BlockedKeyRepo(s).is_blocked)
-            if profile.kind is Kind.CODE_SIGNING and isinstance(req.public_key, rsa.RSAPublicKey):
-                if req.public_key.key_size < 3072:
-                    # CS BR 6.1.5.2: RSA subscriber keys for code signing ≥ 3072 bits.
-                    raise KeyRuleError("code signing needs RSA ≥ 3072 bits or ECDSA", rule="rsa-size")
-            self._names(profile, req, allowed_domains)
-            subject = self._subject(profile, req, organization)
-            not_before, not_after, note = self._validity(profile, req, now)
-            ca = self.authorities.issuing(s, self._purpose(profile, req), now)
-            if not_after > ca.not_after:
-                raise IssuanceError(
-                    f"{ca.name} expires {ca.not_after:%Y-%m-%d}, before the certificate would; rotate it"
-                )
-            shards = self.config.policy.crl_shards
-            repo = CertificateRepo(s)
-            for _ in range(5):
-                serial = random_serial()
-                record = Certificate(
-                    serial=format(serial, "x"),
-                    issuer_id=ca.id,
-                    profile=profile.name,
-                    state="reserved",
-                    subject=subject.rfc4514_string(),
-                    sans=" ".join(req.dns_names + req.emails),
-                    spki_sha256=spki,
-                    key_type=describe_key(req.public_key),
-                    not_before=not_before,
-                    not_after=not_after,
-                    crl_shard=crl_shard(not_after, shards),
-                    institution_id=institution_id,
-                    requested_by=req.requested_by,
-                    note=note,
-                    reserved_at=now,
-                )
-                if repo.reserve(record):
-                    break
-            else:  # pragma: no cover - 2^-127 per try
-                raise IssuanceError("could not reserve a unique serial")
-        step("reserved")
+        elif self.config.policy.institution_required and profile.subject_rules:
+            raise NotFound("an institution is required (policy.institution_required)")
+        # The blocklist is consulted in the transaction that records the intent
+        # (IssuanceLedger.reserve_many), so a key blocked a moment ago still counts.
+        spki = check_key(req.public_key, profile.key_rules, _not_here)
+        if profile.kind is Kind.CODE_SIGNING and isinstance(req.public_key, rsa.RSAPublicKey):
+            if req.public_key.key_size < 3072:
+                # CS BR 6.1.5.2: RSA subscriber keys for code signing ≥ 3072 bits.
+                raise KeyRuleError("code signing needs RSA ≥ 3072 bits or ECDSA", rule="rsa-size")
+        self._names(profile, req, allowed_domains)
+        subject = self._subject(profile, req, organization)
+        not_before, not_after, note = self._validity(profile, req, now)
+        ca = self.authorities.issuing_now(self.db, self._purpose(profile, req), now)
+        if not_after > ca.not_after:
+            raise IssuanceError(f"{ca.name} expires {ca.not_after:%Y-%m-%d}, before the certificate would; rotate it")
+        shard = crl_shard(not_after, self.config.policy.crl_shards)
+        values: dict[str, object] = {
+            "issuer_id": ca.id,
+            "profile": profile.name,
+            "state": "reserved",
+            "subject": subject.rfc4514_string(),
+            "sans": " ".join(req.dns_names + req.emails),
+            "spki_sha256": spki,
+            "key_type": describe_key(req.public_key),
+            "not_before": not_before,
+            "not_after": not_after,
+            "crl_shard": shard,
+            "institution_id": institution_id,
+            "requested_by": req.requested_by,
+            "note": note,
+            "reserved_at": now,
+        }
+        return _Prepared(req, profile, subject, ca, shard, values, note)
 
-        issuer_info = ca.issuer_info(self.config.server.pki_url, record.crl_shard)
+    def _build(self, p: _Prepared) -> x509.CertificateBuilder:
         builder = (
             x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(ca.certificate.subject)
-            .public_key(req.public_key)
-            .serial_number(serial)
-            .not_valid_before(not_before)
-            .not_valid_after(not_after)
+            .subject_name(p.subject)
+            .issuer_name(p.ca.certificate.subject)
+            .public_key(p.req.public_key)
+            .serial_number(p.serial)
+            .not_valid_before(p.values["not_before"])  # type: ignore[arg-type]
+            .not_valid_after(p.values["not_after"])  # type: ignore[arg-type]
         )
-        exts = extensions_for(
-            profile,
-            subject_public_key=req.public_key,
-            issuer=issuer_info,
-            dns_names=req.dns_names,
-            emails=req.emails,
-            subject_is_empty=len(subject) == 0,
-        ) + list(req.extra_extensions)
-        for ext, critical in exts:
+        exts = self._extensions(p.profile, p.ca, p.shard, p.req, len(p.subject) == 0)
+        for ext, critical in exts + list(p.req.extra_extensions):
             builder = builder.add_extension(ext, critical=critical)
+        return builder
+
+    def issue(self, req: IssueRequest, on_step: Callable[[str], None] | None = None) -> Issued:
+        """Issue one certificate: check, record the intent, lint, sign, store."""
+        step = on_step or (lambda _name: None)
+        p = self._prepare(req, self.clock.now())
+        self._reserve([p])
+        step("reserved")
         try:
-            signed = self._sign(builder, ca, record, step)
+            cert, der_bytes = self._sign(p, step)
+            step("signed")
+            self.ledger.mark_issued(p.cert_id, der_bytes, self.clock.now())
         except BaseException as exc:
             if not isinstance(exc, LintError):
-                with self.db.session() as s:
-                    CertificateRepo(s).mark(
-                        record.id, state="failed", failed_at=self.clock.now(),
-                        failure=f"{type(exc).__name__}: {exc}"[:2000],
-                    )
+                self.ledger.mark_failed(p.cert_id, f"{type(exc).__name__}: {exc}", self.clock.now())
             raise
-        return Issued(record.serial, signed, ca.chain, ca.slug, note)
+        step("stored")
+        return Issued(format(p.serial, "x"), cert, p.ca.chain, p.ca.slug, p.note)
 
-    def _sign(self, builder: x509.CertificateBuilder, ca: LoadedCA, record: Certificate,
-              step: Callable[[str], None]) -> x509.Certificate:
-        signer = ca.signer
+    def issue_batch(self, reqs: list[IssueRequest]) -> list[Issued | KakuinError]:
+        """Issue many certificates (TSV files, incident re-issuance) with the same
+        guarantees as ``issue``: every intent is recorded before anything is signed.
+        Intents are recorded in one transaction and results stored in another, so
+        the store costs little per certificate. Returns, per request, the
+        certificate or the error that refused it."""
+        now = self.clock.now()
+        results: list[Issued | KakuinError] = []
+        prepared: list[_Prepared] = []
+        for req in reqs:
+            try:
+                prepared.append(self._prepare(req, now))
+                results.append(_PENDING)
+            except KakuinError as exc:
+                results.append(exc)
+        blocked = self._reserve(prepared, raise_blocked=False)
+        done: list[tuple[int, bytes]] = []
+        by_index = iter(i for i, r in enumerate(results) if r is _PENDING)
+        try:
+            for n, p in enumerate(prepared):
+                i = next(by_index)
+                if n in blocked:
+                    results[i] = blocked[n]
+                    continue
+                try:
+                    cert, der_bytes = self._sign(p, lambda _n: None)
+                except LintError as exc:
+                    results[i] = exc
+                    continue
+                done.append((p.cert_id, der_bytes))
+                results[i] = Issued(format(p.serial, "x"), cert, p.ca.chain, p.ca.slug, p.note)
+        finally:
+            self.ledger.mark_issued_many(done, self.clock.now())
+        return results
+
+    def _reserve(self, prepared: list[_Prepared], raise_blocked: bool = True) -> dict[int, KakuinError]:
+        """Draw serials and record the intents in one transaction. A blocked key
+        (checked again here, inside that transaction) records nothing; returns
+        the refusals by position in ``prepared``."""
+        for _ in range(5):
+            for p in prepared:
+                p.serial = random_serial()
+                p.values["serial"] = format(p.serial, "x")
+            reserved = self.ledger.reserve_many([p.values for p in prepared])
+            if reserved is not None:
+                break
+        else:  # pragma: no cover - 2^-127 per draw
+            raise IssuanceError("could not reserve unique serials")
+        refused: dict[int, KakuinError] = {}
+        for i, (p, cert_id) in enumerate(zip(prepared, reserved, strict=True)):
+            if cert_id is None:
+                err = BlockedKeyError(
+                    "this key was reported compromised and is blocked; generate a new key pair "
+                    "(この鍵は危殆化のため使用できません。新しい鍵ペアを生成してください)",
+                    rule="blocked-key",
+                )
+                if raise_blocked:
+                    raise err
+                refused[i] = err
+            else:
+                p.cert_id = cert_id
+        return refused
+
+    def _extensions(
+        self, profile: Profile, ca: LoadedCA, shard: int, req: IssueRequest, subject_empty: bool
+    ) -> list[tuple[x509.ExtensionType, bool]]:
+        """Extensions of the leaf. Everything but the names (and a SKI) depends only
+        on profile, issuer, CRL shard and key family, so it is built once and reused."""
+        is_rsa = isinstance(req.public_key, rsa.RSAPublicKey)
+        names: list[tuple[x509.ExtensionType, bool]] = []
+        if profile.with_ski:
+            return extensions_for(
+                profile,
+                subject_public_key=req.public_key,
+                issuer=ca.issuer_info(self.config.server.pki_url, shard),
+                dns_names=req.dns_names,
+                emails=req.emails,
+                subject_is_empty=subject_empty,
+            )
+        key = (profile.name, ca.id, shard, is_rsa)
+        static = self._ext_cache.get(key)
+        if static is None:
+            static = [
+                (e, c)
+                for e, c in extensions_for(
+                    profile, subject_public_key=req.public_key, issuer=ca.issuer_info(self.config.server.pki_url, shard)
+                )
+                if not isinstance(e, x509.SubjectAlternativeName)
+            ]
+            if len(self._ext_cache) > 4096:
+                self._ext_cache.clear()
+            self._ext_cache[key] = static
+        sans: list[x509.GeneralName] = []
+        if profile.dns_names:
+            sans += [x509.DNSName(n) for n in req.dns_names]
+        if profile.emails:
+            sans += [x509.RFC822Name(e) for e in req.emails]
+        if sans:
+            # RFC 5280 §4.2.1.6: critical when the subject is empty.
+            names.append((x509.SubjectAlternativeName(sans), subject_empty))
+        return static + names
+
+    def _sign(self, p: _Prepared, step: Callable[[str], None]) -> tuple[x509.Certificate, bytes]:
+        builder = self._build(p)
+        signer = p.ca.signer
         hash_alg = signer.key_type.signature_hash
         if self.linter is None and signer.private_key is not None:
-            cert_der = builder.sign(signer.private_key, hash_alg).public_bytes(_DER)  # type: ignore[arg-type]
-        else:
-            draft = builder.sign(_throwaway_key(signer.key_type), hash_alg).public_bytes(_DER)  # type: ignore[arg-type]
-            if self.linter is not None:
-                findings = self.linter.lint(draft, self.profiles[record.profile].linter)
-                bad = blocking(findings)
-                if bad:
-                    with self.db.session() as s:
-                        CertificateRepo(s).mark(
-                            record.id, state="failed", failed_at=self.clock.now(),
-                            failure="lint: " + "; ".join(map(str, bad))[:2000],
-                        )
-                    raise LintError(
-                        f"pre-issuance lint refused the certificate: {bad[0]}", [str(f) for f in bad]
-                    )
-                with self.db.session() as s:
-                    CertificateRepo(s).mark(record.id, state="linted", linted_at=self.clock.now())
-                step("linted")
-            tbs, alg, _ = der.split_signed(draft)
-            cert_der = der.assemble(tbs, alg, signer.sign(tbs, hash_alg))
-        step("signed")
-        cert = x509.load_der_x509_certificate(cert_der)
-        with self.db.session() as s:
-            CertificateRepo(s).mark(record.id, state="issued", der=cert_der, issued_at=self.clock.now())
-        step("stored")
-        return cert
+            cert = builder.sign(signer.private_key, hash_alg)  # type: ignore[arg-type]
+            return cert, cert.public_bytes(_DER)
+        draft = builder.sign(_throwaway_key(signer.key_type), hash_alg).public_bytes(_DER)  # type: ignore[arg-type]
+        if self.linter is not None:
+            bad = blocking(self.linter.lint(draft, p.profile.linter))
+            if bad:
+                self.ledger.mark_failed(p.cert_id, "lint: " + "; ".join(map(str, bad)), self.clock.now())
+                raise LintError(f"pre-issuance lint refused the certificate: {bad[0]}", [str(f) for f in bad])
+            self.ledger.mark_linted(p.cert_id, self.clock.now())
+            step("linted")
+        tbs, alg, _ = der.split_signed(draft)
+        cert_der = der.assemble(tbs, alg, signer.sign(tbs, hash_alg))
+        return x509.load_der_x509_certificate(cert_der), cert_der
 
     def recover(self) -> int:
         """Mark intents left by crashed processes as abandoned; returns how many."""

@@ -159,8 +159,7 @@ def load_passphrase(env_var: str | None, file: Path | None) -> bytes:
             raise ConfigError(f"keys.passphrase_file: {file} is empty")
         return data
     raise ConfigError(
-        f"no CA key passphrase: set ${env_var or 'KAKUIN_CA_PASSPHRASE'} "
-        "or keys.passphrase_file in kakuin.toml"
+        f"no CA key passphrase: set ${env_var or 'KAKUIN_CA_PASSPHRASE'} or keys.passphrase_file in kakuin.toml"
     )
 
 

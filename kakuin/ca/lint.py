@@ -116,12 +116,16 @@ class CertificateLinter:
 
         def factory() -> Any:
             return crl.create_pkix_crl_validator_container(
-                [pkix.create_attribute_decoder(name.ATTRIBUTE_TYPE_MAPPINGS),
-                 pkix.create_extension_decoder(extension.EXTENSION_MAPPINGS)],
-                [crl.create_issuer_validator_container([]),
-                 crl.create_validity_validator_container([cabf_crl.create_validity_period_validator(crl_type)]),
-                 crl.create_extensions_validator_container([]),
-                 cabf_crl.CabfCrlReasonCodeAllowlistValidator(crl_type)],
+                [
+                    pkix.create_attribute_decoder(name.ATTRIBUTE_TYPE_MAPPINGS),
+                    pkix.create_extension_decoder(extension.EXTENSION_MAPPINGS),
+                ],
+                [
+                    crl.create_issuer_validator_container([]),
+                    crl.create_validity_validator_container([cabf_crl.create_validity_period_validator(crl_type)]),
+                    crl.create_extensions_validator_container([]),
+                    cabf_crl.CabfCrlReasonCodeAllowlistValidator(crl_type),
+                ],
             )
 
         with self._lock:
@@ -136,9 +140,11 @@ class CertificateLinter:
 
         def factory() -> Any:
             return ocsp.create_pkix_ocsp_response_validator_container(
-                [ocsp.create_response_decoder(),
-                 pkix.create_attribute_decoder(name.ATTRIBUTE_TYPE_MAPPINGS),
-                 pkix.create_extension_decoder(extension.EXTENSION_MAPPINGS)],
+                [
+                    ocsp.create_response_decoder(),
+                    pkix.create_attribute_decoder(name.ATTRIBUTE_TYPE_MAPPINGS),
+                    pkix.create_extension_decoder(extension.EXTENSION_MAPPINGS),
+                ],
                 [],
             )
 

@@ -105,9 +105,7 @@ class Profile:
     def __post_init__(self) -> None:
         if self.kind in (Kind.SUB_CA, Kind.ROOT) and OCSP_SIGNING in self.eku:
             # PRODUCT.md §2: the 2020 incident. Delegated responders only.
-            raise ConfigError(
-                f"profile {self.name}: an intermediate must never carry id-kp-OCSPSigning"
-            )
+            raise ConfigError(f"profile {self.name}: an intermediate must never carry id-kp-OCSPSigning")
         if OCSP_SIGNING in self.eku and self.kind is not Kind.OCSP_RESPONDER:
             raise ConfigError(f"profile {self.name}: id-kp-OCSPSigning only in responder profiles")
         if self.kind is Kind.TSA and not self.eku_critical:
@@ -216,9 +214,7 @@ def extensions_for(
     if profile.policies:
         exts.append(
             (
-                x509.CertificatePolicies(
-                    [x509.PolicyInformation(oid, None) for oid in profile.policies]
-                ),
+                x509.CertificatePolicies([x509.PolicyInformation(oid, None) for oid in profile.policies]),
                 False,
             )
         )

@@ -42,7 +42,7 @@ TLS_SCHEDULE: tuple[ScheduleStep, ...] = (
 
 
 def _step(at: dt.datetime, schedule: tuple[ScheduleStep, ...] = TLS_SCHEDULE) -> ScheduleStep:
-    day = at.astimezone(dt.timezone.utc).date()
+    day = at.astimezone(dt.UTC).date()
     current = schedule[0]
     for step in schedule:
         if step.since <= day:

@@ -6,7 +6,8 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, bindparam, func, insert, select, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -147,8 +148,7 @@ class BlockedKeyRepo:
 
     def block(self, spki_sha256: str, reason: str, source_serial: str | None, now: dt.datetime) -> None:
         if self.s.get(BlockedKey, spki_sha256) is None:
-            self.s.add(BlockedKey(spki_sha256=spki_sha256, reason=reason,
-                                  source_serial=source_serial, created_at=now))
+            self.s.add(BlockedKey(spki_sha256=spki_sha256, reason=reason, source_serial=source_serial, created_at=now))
             self.s.flush()
 
 
@@ -156,11 +156,25 @@ class InstitutionRepo:
     def __init__(self, s: Session) -> None:
         self.s = s
 
-    def add(self, name_en: str, *, domains: Sequence[str] = (), prefecture: str | None = None,
-            city: str | None = None, name_ja: str | None = None,
-            confirmed_until: dt.datetime | None = None, now: dt.datetime) -> Institution:
-        inst = Institution(name_en=name_en, name_ja=name_ja, prefecture=prefecture, city=city,
-                           confirmed_until=confirmed_until, created_at=now)
+    def add(
+        self,
+        name_en: str,
+        *,
+        domains: Sequence[str] = (),
+        prefecture: str | None = None,
+        city: str | None = None,
+        name_ja: str | None = None,
+        confirmed_until: dt.datetime | None = None,
+        now: dt.datetime,
+    ) -> Institution:
+        inst = Institution(
+            name_en=name_en,
+            name_ja=name_ja,
+            prefecture=prefecture,
+            city=city,
+            confirmed_until=confirmed_until,
+            created_at=now,
+        )
         inst.domains = [InstitutionDomain(domain=d.lower().rstrip("."), approved=True) for d in domains]
         self.s.add(inst)
         self.s.flush()
@@ -180,3 +194,65 @@ class InstitutionRepo:
 
     def all(self) -> Sequence[Institution]:
         return self.s.scalars(select(Institution).order_by(Institution.name_en)).all()
+
+
+class IssuanceLedger:
+    """The pipeline's hot path in SQLAlchemy Core.
+
+    Issuance writes each certificate twice (intent, then result); through the
+    ORM that costs more than signing it. These statements are built once and
+    reused, so SQLAlchemy's compiled cache serves them, and each step is one
+    short transaction. Semantics are those of ``CertificateRepo``.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        table = Certificate.__table__
+        self._insert = insert(table)
+        self._blocked = select(BlockedKey.spki_sha256).where(BlockedKey.spki_sha256 == bindparam("h"))
+        self._blocked_any = select(BlockedKey.spki_sha256).where(
+            BlockedKey.spki_sha256.in_(bindparam("hs", expanding=True))
+        )
+        self._update = update(table).where(table.c.id == bindparam("_id"))
+        self._linted = self._update.values(state="linted", linted_at=bindparam("at"))
+        self._issued = self._update.values(state="issued", der=bindparam("der"), issued_at=bindparam("at"))
+
+    def is_blocked(self, spki_sha256: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(self._blocked, {"h": spki_sha256}).first() is not None
+
+    def reserve_many(self, rows: list[dict[str, object]]) -> list[int | None] | None:
+        """Record intents in one transaction. A row whose key is on the blocklist
+        is not recorded (its id is None): checked inside the same transaction.
+        None when a serial already exists (draw again)."""
+        hashes = list({str(r["spki_sha256"]) for r in rows})
+        try:
+            with self.engine.begin() as conn:
+                blocked = set(conn.execute(self._blocked_any, {"hs": hashes}).scalars()) if hashes else set()
+                ids: list[int | None] = []
+                for r in rows:
+                    if r["spki_sha256"] in blocked:
+                        ids.append(None)
+                    else:
+                        ids.append(int(conn.execute(self._insert, r).inserted_primary_key[0]))
+                return ids
+        except IntegrityError:
+            return None
+
+    def mark_linted(self, cert_id: int, at: dt.datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(self._linted, {"_id": cert_id, "at": at})
+
+    def mark_issued(self, cert_id: int, der: bytes, at: dt.datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(self._issued, {"_id": cert_id, "der": der, "at": at})
+
+    def mark_issued_many(self, done: list[tuple[int, bytes]], at: dt.datetime) -> None:
+        if not done:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(self._issued, [{"_id": i, "der": d, "at": at} for i, d in done])
+
+    def mark_failed(self, cert_id: int, failure: str, at: dt.datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(self._update.values(state="failed", failure=failure[:2000], failed_at=at), {"_id": cert_id})
