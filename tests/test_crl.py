@@ -85,9 +85,9 @@ def test_publish_every_crl_verifies_and_lints(ctx, tmp_path) -> None:  # type: i
     full = x509.load_der_x509_crl((out / f"{issuer}.crl").read_bytes())
     got = {format(e.serial_number, "x"): e for e in full}
     assert set(got) == {a.serial, b.serial, c.serial}
-    assert got[a.serial].extensions.get_extension_for_class(x509.CRLReason).value.reason == x509.ReasonFlags.key_compromise
-    assert got[a.serial].extensions.get_extension_for_class(x509.InvalidityDate).value.invalidity_date_utc == \
-        invalid.replace(microsecond=0)
+    exts = got[a.serial].extensions
+    assert exts.get_extension_for_class(x509.CRLReason).value.reason == x509.ReasonFlags.key_compromise
+    assert exts.get_extension_for_class(x509.InvalidityDate).value.invalidity_date_utc == invalid.replace(microsecond=0)
     assert len(got[b.serial].extensions) == 0
     assert full.next_update_utc - full.last_update_utc == dt.timedelta(days=7)  # BR 4.9.7: ≤ 10 days
     # the shard of a certificate is exactly the URL in its CRL DP

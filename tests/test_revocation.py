@@ -74,7 +74,8 @@ def test_officer_cannot_revoke_another_institutions_certificate(ctx) -> None:  #
     add_institution(ctx)
     add_institution(ctx, "Other University", ("other.ac.jp",))
     with ctx.db.session() as s:
-        ours, other = InstitutionRepo(s).by_name("Example University").id, InstitutionRepo(s).by_name("Other University").id
+        ours = InstitutionRepo(s).by_name("Example University").id
+        other = InstitutionRepo(s).by_name("Other University").id
     issued = ctx.issuance.issue(IssueRequest(profile="server-ov", public_key=ec_key().public_key(),
                                              subject=ov_name(), dns_names=("www.example.ac.jp",),
                                              institution="Example University"))

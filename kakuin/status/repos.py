@@ -154,11 +154,14 @@ class OCSPRepo:
 
     def certificates_due(self, now: dt.datetime, refresh_before: dt.datetime,
                          limit: int) -> Sequence[Certificate]:
-        """Issued, unexpired certificates whose SHA-1 response is missing or due."""
+        """Issued, unexpired certificates whose SHA-1 response is missing, due, or
+        still says good after a revocation."""
         resp = OCSPResponse
         q = (select(Certificate).outerjoin(
                 resp, and_(resp.serial == Certificate.serial, resp.hash_alg == "sha1"))
+             # ocsp-nocheck (RFC 6960 §4.2.2.2.1): nobody asks about responder certificates
              .where(Certificate.state == "issued", Certificate.not_after > now,
+                    Certificate.profile != "ocsp-responder",
                     or_(resp.serial.is_(None), resp.this_update < refresh_before,
                         and_(Certificate.revoked_at.is_not(None), resp.status != "revoked")))
              .limit(limit))
