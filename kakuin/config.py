@@ -20,6 +20,7 @@ from kakuin.ca.keystore import KeyType
 from kakuin.errors import ConfigError
 from kakuin.policy.profiles import DEFAULT_CPS_OID, Purpose
 from kakuin.policy.validity import OverLimit
+from kakuin.ra.settings import MailConfig, RAConfig
 
 CONFIG_NAME = "kakuin.toml"
 
@@ -75,6 +76,11 @@ class PolicyConfig(_Model):
     tls_ecdsa_curves: tuple[Literal["P-256", "P-384"], ...] = ("P-256", "P-384")
     crl_shards: int = Field(default=16, ge=1, le=4096)
     institution_required: bool = False
+    # An institution is re-confirmed yearly (kakuin institution confirm); issuance
+    # for one whose confirmed_until has passed is refused. An institution that was
+    # never confirmed (confirmed_until empty: registered before the RA workflow,
+    # or a development setup) is refused only when this is true. Production: true.
+    require_institution_confirmation: bool = False
 
 
 class VAConfig(_Model):
@@ -148,6 +154,8 @@ class Config(_Model):
     hierarchy: HierarchyConfig = HierarchyConfig()
     va: VAConfig = VAConfig()
     acme: ACMEConfig = ACMEConfig()
+    mail: MailConfig = MailConfig()
+    ra: RAConfig = RAConfig()
 
     @property
     def database_url(self) -> str:

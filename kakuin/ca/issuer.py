@@ -33,7 +33,7 @@ from kakuin.ca.csr import csr_names, parse_csr  # noqa: F401  (re-exported)
 from kakuin.ca.keystore import KeyType, PublicKey, generate_private_key
 from kakuin.ca.lint import CertificateLinter, blocking
 from kakuin.clock import Clock
-from kakuin.config import Config
+from kakuin.config import Config, PolicyConfig
 from kakuin.errors import (
     BlockedKeyError,
     IssuanceError,
@@ -42,6 +42,7 @@ from kakuin.errors import (
     LintError,
     NameRuleError,
     NotFound,
+    PolicyError,
 )
 from kakuin.policy import names as name_rules
 from kakuin.policy.keys import check_key, describe_key
@@ -238,6 +239,7 @@ class IssuanceService:
             with self.db.session() as s:
                 inst = InstitutionRepo(s).by_name(req.institution)
                 organization, institution_id = inst.name_en, inst.id
+                _check_confirmed(inst.name_en, inst.confirmed_until, now, self.config.policy)
                 allowed_domains = [d.domain for d in inst.domains if d.approved] or None
         elif self.config.policy.institution_required and profile.subject_rules:
             raise NotFound("an institution is required (policy.institution_required)")
@@ -436,6 +438,26 @@ class IssuanceService:
 from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
 
 _DER = Encoding.DER
+
+
+def _check_confirmed(name: str, confirmed_until: dt.datetime | None, now: dt.datetime, policy: PolicyConfig) -> None:
+    """The yearly confirmation of the institution (UPKI: the CA confirms the
+    organisation at registration and every year after) must be current."""
+    if confirmed_until is None:
+        if policy.require_institution_confirmation:
+            raise PolicyError(
+                f"institution {name!r} has never been confirmed; its responsible person must confirm it "
+                f"(機関「{name}」の確認が完了していないため発行できません)",
+                rule="institution-unconfirmed",
+            )
+        return
+    until = confirmed_until if confirmed_until.tzinfo else confirmed_until.replace(tzinfo=dt.UTC)
+    if until < now:
+        raise PolicyError(
+            f"institution {name!r} was confirmed until {until:%Y-%m-%d}; its yearly confirmation has lapsed "
+            f"(機関「{name}」の年次確認の期限 {until:%Y-%m-%d} が過ぎているため発行できません)",
+            rule="institution-unconfirmed",
+        )
 
 
 def crl_shard(not_after: dt.datetime, shards: int) -> int:
