@@ -39,6 +39,10 @@ app.command("revoke")(status_cli.revoke)
 app.add_typer(status_cli.revocations_app, name="revocations")
 app.add_typer(status_cli.crl_app, name="crl")
 app.add_typer(status_cli.ocsp_app, name="ocsp")
+from kakuin.acme import cli as acme_cli  # noqa: E402
+
+app.add_typer(acme_cli.eab_app, name="eab")
+app.add_typer(acme_cli.ari_app, name="ari")
 
 out = Console()
 err = Console(stderr=True)

@@ -122,15 +122,8 @@ class Context:
     @cached_property
     def acme(self) -> ACME:
         from kakuin.acme import ACME
-        from kakuin.acme.ari import RenewalInfoService
-        from kakuin.acme.eab import EABKeyring, EABService
-        from kakuin.acme.orders import OrderFlow
-        from kakuin.acme.service import ACMEService
 
-        eab = EABService(self.db, self.clock, EABKeyring.for_data_dir(self.config.data_dir))
-        service = ACMEService(self.config, self.db, self.clock, eab)
-        return ACME(service, OrderFlow(service, self.va, self.issuance, self.revocation),
-                    RenewalInfoService(self.db, self.clock), eab)
+        return ACME(self)
 
     def hierarchy(self) -> HierarchyBuilder:
         return HierarchyBuilder(self.config, self.db, self.keys, self.clock,

@@ -16,4 +16,38 @@ def next_steps(ctx: Context) -> list[str]:
         f"  database:         {ctx.db.engine.url.render_as_string(hide_password=True)}",
         f"  CA certificates:  {base}/ca/<slug>.pem   (kakuin ca list shows the slugs)",
     ]
+    lines += acme_steps(ctx)
     return lines
+
+
+DEMO_INSTITUTION = "kakuin Demo University"
+DEMO_DOMAIN = "demo.example.ac.jp"  # pkilint refuses internal names such as .test
+
+
+def acme_steps(ctx: Context) -> list[str]:
+    """The ACME directory, a fresh EAB credential for the demo institution (made
+    if missing) and the exact certbot commands that use it."""
+    if not ctx.config.acme.enabled:
+        return []
+    from kakuin.errors import NotFound
+    from kakuin.store.repos import InstitutionRepo
+
+    with ctx.db.session() as s:
+        try:
+            InstitutionRepo(s).by_name(DEMO_INSTITUTION)
+        except NotFound:
+            InstitutionRepo(s).add(DEMO_INSTITUTION, domains=[DEMO_DOMAIN], now=ctx.clock.now())
+    cred = ctx.acme.eab.new(DEMO_INSTITUTION, created_by="kakuin run")
+    directory = ctx.acme.service.urls.directory
+    port = ctx.config.va.http01_port
+    return [
+        f"  ACME directory:   {directory}",
+        f"  EAB credential for {DEMO_INSTITUTION} ({DEMO_DOMAIN}), shown once:",
+        f"    key identifier: {cred.kid}",
+        f"    HMAC key:       {cred.hmac_key}",
+        "  certbot:",
+        f"    certbot register --server {directory} --email admin@{DEMO_DOMAIN} --agree-tos "
+        f"--eab-kid {cred.kid} --eab-hmac-key {cred.hmac_key}",
+        f"    certbot certonly --server {directory} --standalone --http-01-port {port} -d www.{DEMO_DOMAIN}",
+        f"  ({DEMO_DOMAIN} must resolve to this machine for the VA; va.http01_port = {port})",
+    ]

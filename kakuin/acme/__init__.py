@@ -11,24 +11,51 @@ and ``kakuin.ra.revocation`` to revoke; it never signs anything itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
 
-from kakuin.acme.ari import RenewalInfoService
-from kakuin.acme.eab import EABService
-from kakuin.acme.orders import OrderFlow
-from kakuin.acme.service import ACMEService
+if TYPE_CHECKING:
+    from kakuin.acme.ari import RenewalInfoService
+    from kakuin.acme.eab import EABService
+    from kakuin.acme.orders import OrderFlow
+    from kakuin.acme.service import ACMEService
+    from kakuin.context import Context
 
 __all__ = ["ACME"]
 
 
-@dataclass(frozen=True, slots=True)
 class ACME:
-    """The ACME services of one process, built by ``Context.acme``."""
+    """The ACME services of one process (``Context.acme``), built on first use, so
+    that ``kakuin eab …`` does not unlock CA keys."""
 
-    service: ACMEService
-    flow: OrderFlow
-    ari: RenewalInfoService
-    eab: EABService
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    @cached_property
+    def eab(self) -> EABService:
+        from kakuin.acme.eab import EABKeyring, EABService
+
+        ctx = self._ctx
+        return EABService(ctx.db, ctx.clock, EABKeyring.for_data_dir(ctx.config.data_dir))
+
+    @cached_property
+    def service(self) -> ACMEService:
+        from kakuin.acme.service import ACMEService
+
+        return ACMEService(self._ctx.config, self._ctx.db, self._ctx.clock, self.eab)
+
+    @cached_property
+    def flow(self) -> OrderFlow:
+        from kakuin.acme.orders import OrderFlow
+
+        ctx = self._ctx
+        return OrderFlow(self.service, ctx.va, ctx.issuance, ctx.revocation)
+
+    @cached_property
+    def ari(self) -> RenewalInfoService:
+        from kakuin.acme.ari import RenewalInfoService
+
+        return RenewalInfoService(self._ctx.db, self._ctx.clock)
 
     def set_renewal_now(self, serials: list[str], explanation_url: str | None = None) -> int:
         """RFC 9773: tell ACME clients to renew these certificates now (incident tool)."""
