@@ -239,7 +239,7 @@ class IssuanceService:
             with self.db.session() as s:
                 inst = InstitutionRepo(s).by_name(req.institution)
                 organization, institution_id = inst.name_en, inst.id
-                _check_confirmed(inst.name_en, inst.confirmed_until, now, self.config.policy)
+                check_institution_confirmed(inst.name_en, inst.confirmed_until, now, self.config.policy)
                 allowed_domains = [d.domain for d in inst.domains if d.approved] or None
         elif self.config.policy.institution_required and profile.subject_rules:
             raise NotFound("an institution is required (policy.institution_required)")
@@ -440,7 +440,9 @@ from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
 _DER = Encoding.DER
 
 
-def _check_confirmed(name: str, confirmed_until: dt.datetime | None, now: dt.datetime, policy: PolicyConfig) -> None:
+def check_institution_confirmed(
+    name: str, confirmed_until: dt.datetime | None, now: dt.datetime, policy: PolicyConfig
+) -> None:
     """The yearly confirmation of the institution (UPKI: the CA confirms the
     organisation at registration and every year after) must be current."""
     if confirmed_until is None:
