@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 JOSE = "application/jose+json"
 Handler = Callable[[Request], Awaitable[Response]]
+# The nonce for this request's response, issued in the authentication transaction.
+_NEXT_NONCE: ContextVar[str | None] = ContextVar("acme_next_nonce", default=None)
 
 
 def acme_routes(ctx: Context) -> list[BaseRoute]:
@@ -37,8 +40,13 @@ def acme_routes(ctx: Context) -> list[BaseRoute]:
     urls = acme.urls
 
     async def nonce_headers(headers: dict[str, str] | None = None) -> dict[str, str]:
+        nonce = _NEXT_NONCE.get()
+        if nonce is not None:
+            _NEXT_NONCE.set(None)  # issued with the request's redemption; use it once
+        else:
+            nonce = await run_in_threadpool(acme.new_nonce)
         h = {
-            "Replay-Nonce": await run_in_threadpool(acme.new_nonce),
+            "Replay-Nonce": nonce,
             "Link": f'<{urls.directory}>;rel="index"',
             "Cache-Control": "no-store",
         }
@@ -66,7 +74,9 @@ def acme_routes(ctx: Context) -> list[BaseRoute]:
             raise Malformed(f"Content-Type must be {JOSE}")
         body = await request.body()
         url = urls.base + request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return await run_in_threadpool(acme.authenticate, body, url, use=use)
+        req = await run_in_threadpool(acme.authenticate, body, url, use=use)
+        _NEXT_NONCE.set(req.next_nonce)
+        return req
 
     async def json_response(body: Any, status: int = 200, **headers: str) -> Response:
         return JSONResponse(body, status_code=status, headers=await nonce_headers(headers))

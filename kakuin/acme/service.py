@@ -57,6 +57,7 @@ class Authenticated:
     jwk: dict[str, Any]
     key: J.AccountKey
     account: ACMEAccount | None  # None for jwk-signed requests
+    next_nonce: str | None = None  # issued in the same transaction, for the response
 
     def payload(self) -> dict[str, Any]:
         return self.jws.json()
@@ -142,12 +143,16 @@ class ACMEService:
             key = J.key_from_jwk(jwk)
             jwk = J.public_jwk(jwk)
         J.verify(jws, key)
+        fresh = secrets.token_urlsafe(16)
+        now = self.clock.now()
         with self.db.session() as s:
-            if not NonceRepo(s).redeem(str(h["nonce"]), self.clock.now() - NONCE_LIFETIME):
+            # One transaction: redeem the request's nonce and issue the response's.
+            if not NonceRepo(s).redeem(str(h["nonce"]), now - NONCE_LIFETIME):
                 raise BadNonce("the nonce is unknown, expired or already used")
+            NonceRepo(s).add(fresh, now)
         if account is not None and account.status != "valid":
             raise Unauthorized(f"account is {account.status}")
-        return Authenticated(jws, jwk, key, account)
+        return Authenticated(jws, jwk, key, account, fresh)
 
     # -- accounts (RFC 8555 §7.3) -----------------------------------------------
     def check_contacts(self, contact: Any) -> list[str]:

@@ -1,0 +1,332 @@
+"""ACME load: N complete orders (newOrder → http-01 → finalize → download) by C
+concurrent clients, against kakuin (SQLite and PostgreSQL) and Pebble, with the
+same small async client and the same http-01 responder.
+
+    .venv/bin/python bench/acme_load.py -n 200 -c 8 [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
+
+Everything listens on 127.0.0.1. Names resolve through pebble-challtestsrv's DNS
+(every A query → 127.0.0.1; no AAAA), used by both CAs (kakuin: va.resolver;
+Pebble: -dnsserver). kakuin runs as its own `kakuin serve` process with
+pre-issuance lint on (its normal pipeline); Pebble with PEBBLE_VA_NOSLEEP=1
+PEBBLE_WFE_NONCEREJECT=0 and a throwaway TLS certificate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.x509.oid import NameOID
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+TOKENS: dict[str, str] = {}
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- http-01 responder -----------------------------------------------------------
+async def responder(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        line = (await reader.readline()).decode()
+        while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+            pass
+        token = line.split(" ")[1].rsplit("/", 1)[-1] if " " in line else ""
+        body = TOKENS.get(token)
+        if body is None:
+            writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        else:
+            writer.write(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}"
+                         .encode())
+        await writer.drain()
+    finally:
+        writer.close()
+
+
+# -- the client -------------------------------------------------------------------
+class Account:
+    def __init__(self, http: httpx.AsyncClient, directory: str) -> None:
+        self.http, self.directory = http, directory
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        n = self.key.public_key().public_numbers()
+        self.jwk = {"crv": "P-256", "kty": "EC", "x": b64(n.x.to_bytes(32, "big")),
+                    "y": b64(n.y.to_bytes(32, "big"))}
+        canon = json.dumps(self.jwk, sort_keys=True, separators=(",", ":")).encode()
+        self.thumb = b64(hashlib.sha256(canon).digest())
+        self.kid: str | None = None
+        self.nonce: str | None = None
+        self.dir: dict[str, Any] = {}
+
+    def sign(self, url: str, payload: Any, *, jwk: bool = False, header: dict[str, Any] | None = None
+             ) -> dict[str, str]:
+        prot: dict[str, Any] = {"alg": "ES256", "nonce": self.nonce, "url": url}
+        prot.update({"jwk": self.jwk} if jwk else {"kid": self.kid})
+        prot.update(header or {})
+        p64 = b64(json.dumps(prot).encode())
+        pl = "" if payload is None else b64(json.dumps(payload).encode())
+        r, s = decode_dss_signature(self.key.sign(f"{p64}.{pl}".encode(), ec.ECDSA(hashes.SHA256())))
+        return {"protected": p64, "payload": pl, "signature": b64(r.to_bytes(32, "big") + s.to_bytes(32, "big"))}
+
+    async def post(self, url: str, payload: Any, **kw: Any) -> httpx.Response:
+        for _ in range(5):
+            if self.nonce is None:
+                self.nonce = (await self.http.head(self.dir["newNonce"])).headers["Replay-Nonce"]
+            r = await self.http.post(url, json=self.sign(url, payload, **kw),
+                                     headers={"Content-Type": "application/jose+json"})
+            self.nonce = r.headers.get("Replay-Nonce")
+            if r.status_code == 400 and "badNonce" in r.text:
+                continue
+            return r
+        raise RuntimeError("badNonce five times")
+
+    async def register(self, eab: tuple[str, str] | None) -> None:
+        self.dir = (await self.http.get(self.directory)).json()
+        payload: dict[str, Any] = {"termsOfServiceAgreed": True, "contact": ["mailto:bench@bench.ac.jp"]}
+        if eab:
+            kid, key = eab
+            p64 = b64(json.dumps({"alg": "HS256", "kid": kid, "url": self.dir["newAccount"]}).encode())
+            pl = b64(json.dumps(self.jwk).encode())
+            import hmac as _h
+
+            mac = _h.new(base64.urlsafe_b64decode(key + "=" * (-len(key) % 4)), f"{p64}.{pl}".encode(),
+                         hashlib.sha256).digest()
+            payload["externalAccountBinding"] = {"protected": p64, "payload": pl, "signature": b64(mac)}
+        r = await self.post(self.dir["newAccount"], payload, jwk=True)
+        assert r.status_code in (200, 201), r.text
+        self.kid = r.headers["Location"]
+
+    async def poll(self, url: str, done: tuple[str, ...]) -> dict[str, Any]:
+        for _ in range(600):
+            r = await self.post(url, None)
+            body = r.json()
+            if body.get("status") in done:
+                return body
+            await asyncio.sleep(min(float(r.headers.get("Retry-After", "0.05") or 0.05), 0.05))
+        raise RuntimeError(f"{url} stuck: {body}")
+
+    async def order(self, name: str) -> float:
+        t0 = time.perf_counter()
+        r = await self.post(self.dir["newOrder"], {"identifiers": [{"type": "dns", "value": name}]})
+        assert r.status_code == 201, r.text
+        order, order_url = r.json(), r.headers["Location"]
+        for az in order["authorizations"]:
+            authz = (await self.post(az, None)).json()
+            if authz["status"] == "valid":
+                continue
+            ch = next(c for c in authz["challenges"] if c["type"] == "http-01")
+            TOKENS[ch["token"]] = f"{ch['token']}.{self.thumb}"
+            await self.post(ch["url"], {})
+            res = await self.poll(az, ("valid", "invalid"))
+            assert res["status"] == "valid", res
+        await self.poll(order_url, ("ready",))
+        key = ec.generate_private_key(ec.SECP256R1())
+        csr = (x509.CertificateSigningRequestBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+               .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), False)
+               .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
+        r = await self.post(order["finalize"], {"csr": b64(csr)})
+        assert r.status_code == 200, r.text
+        final = r.json() if r.json().get("status") == "valid" else await self.poll(order_url, ("valid", "invalid"))
+        assert final["status"] == "valid", final
+        cert = await self.post(final["certificate"], None)
+        assert b"BEGIN CERTIFICATE" in cert.content
+        return time.perf_counter() - t0
+
+
+async def load(directory: str, n: int, c: int, eab: list[tuple[str, str]] | None, label: str,
+               verify: bool) -> dict[str, float]:
+    limits = httpx.Limits(max_connections=c * 2)
+    async with httpx.AsyncClient(verify=verify, timeout=120, limits=limits) as http:
+        accounts = [Account(http, directory) for _ in range(c)]
+        await asyncio.gather(*(a.register(eab[i] if eab else None) for i, a in enumerate(accounts)))
+        run = uuid.uuid4().hex[:6]
+        queue = list(range(n))
+        latencies: list[float] = []
+
+        async def worker(a: Account) -> None:
+            while queue:
+                i = queue.pop()
+                latencies.append(await a.order(f"n{i}-{run}.bench.ac.jp"))
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(a) for a in accounts))
+        wall = time.perf_counter() - t0
+    lat = sorted(latencies)
+    res = {"certs_per_s": n / wall, "p50": statistics.median(lat), "p95": lat[int(0.95 * (len(lat) - 1))],
+           "wall": wall}
+    print(f"{label:18s} {res['certs_per_s']:7.2f} certs/s   p50 {res['p50']*1000:7.0f} ms   "
+          f"p95 {res['p95']*1000:7.0f} ms   ({n} orders, {c} clients, {wall:.1f} s)", flush=True)
+    return res
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
+    for _ in range(600):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not start")
+
+
+def kakuin_cli(data: Path, *args: str, env: dict[str, str]) -> str:
+    r = subprocess.run([str(BIN / "kakuin"), *args, "--data-dir", str(data)], capture_output=True,
+                       text=True, env=env, check=True)
+    return r.stdout
+
+
+def start_kakuin(work: Path, dns_port: int, http01: int, db_url: str | None, clients: int
+                 ) -> tuple[subprocess.Popen[bytes], str, list[tuple[str, str]]]:
+    data = work / ("kakuin-pg" if db_url else "kakuin-sqlite")
+    port = free_port()
+    env = dict(os.environ, KAKUIN_CA_PASSPHRASE="bench-passphrase-not-secret")
+    args = ["init", "--base-url", f"http://127.0.0.1:{port}", "--listen", f"127.0.0.1:{port}"]
+    if db_url:
+        args += ["--database-url", db_url]
+    kakuin_cli(data, *args, env=env)
+    with (data / "kakuin.toml").open("a") as fh:
+        fh.write(f'\n[va]\nhttp01_port = {http01}\nresolver = "127.0.0.1:{dns_port}"\n')
+    kakuin_cli(data, "institution", "add", "Bench University", "--domain", "bench.ac.jp", env=env)
+    creds = []
+    for _ in range(clients):
+        j = json.loads(kakuin_cli(data, "eab", "new", "--institution", "Bench University", "--json", env=env))
+        creds.append((j["kid"], j["hmac_key"]))
+    proc = subprocess.Popen([str(BIN / "kakuin"), "serve", "--data-dir", str(data)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_port(port, proc, "kakuin serve")
+    return proc, f"http://127.0.0.1:{port}/acme/directory", creds
+
+
+def start_pebble(work: Path, dns_port: int, http01: int) -> tuple[subprocess.Popen[bytes], str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    import ipaddress
+
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .sign(key, hashes.SHA256()))
+    (work / "pebble.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (work / "pebble.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                        serialization.PrivateFormat.PKCS8,
+                                                        serialization.NoEncryption()))
+    port, mgmt = free_port(), free_port()
+    (work / "pebble.json").write_text(json.dumps({"pebble": {
+        "listenAddress": f"127.0.0.1:{port}", "managementListenAddress": f"127.0.0.1:{mgmt}",
+        "certificate": str(work / "pebble.pem"), "privateKey": str(work / "pebble.key"),
+        "httpPort": http01, "tlsPort": free_port(), "ocspResponderURL": "",
+        "externalAccountBindingRequired": False}}))
+    env = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0", PEBBLE_AUTHZREUSE="0")
+    proc = subprocess.Popen([shutil.which("pebble") or "/usr/bin/pebble", "-config", str(work / "pebble.json"),
+                             "-dnsserver", f"127.0.0.1:{dns_port}"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_port(port, proc, "pebble")
+    return proc, f"https://127.0.0.1:{port}/dir"
+
+
+def pg_schema_url(url: str) -> tuple[str, str]:
+    from sqlalchemy import create_engine, text
+
+    schema = f"bench_acme_{uuid.uuid4().hex[:8]}"
+    eng = create_engine(url)
+    with eng.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    eng.dispose()
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}", schema
+
+
+def drop_schema(url: str, schema: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    eng = create_engine(url)
+    with eng.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+    eng.dispose()
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-n", type=int, default=200)
+    ap.add_argument("-c", type=int, default=8)
+    ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    ap.add_argument("--no-pg", action="store_true")
+    a = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="acme-load-"))
+    dns_port, http01 = free_port(), free_port()
+    procs: list[subprocess.Popen[bytes]] = []
+    srv = await asyncio.start_server(responder, "127.0.0.1", http01)
+    procs.append(subprocess.Popen(
+        ["pebble-challtestsrv", "-dns01", f"127.0.0.1:{dns_port}", "-defaultIPv4", "127.0.0.1",
+         "-defaultIPv6", "", "-http01", "", "-https01", "", "-tlsalpn01", "",
+         "-management", f"127.0.0.1:{free_port()}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    results: dict[str, dict[str, float]] = {}
+    schema = None
+    try:
+        time.sleep(0.5)
+        p, directory = start_pebble(work, dns_port, http01)
+        procs.append(p)
+        await load(directory, min(a.n, 2 * a.c), a.c, None, "pebble (warm-up)", verify=False)
+        results["pebble"] = await load(directory, a.n, a.c, None, "pebble", verify=False)
+        p.terminate()
+        targets: list[tuple[str, str | None]] = [("kakuin sqlite", None)]
+        if not a.no_pg:
+            url, schema = pg_schema_url(a.pg)
+            targets.append(("kakuin postgresql", url))
+        for label, db_url in targets:
+            p, directory, creds = start_kakuin(work, dns_port, http01, db_url, a.c * 2)
+            procs.append(p)
+            await load(directory, min(a.n, 2 * a.c), a.c, creds[: a.c], f"{label} (warm-up)", verify=True)
+            results[label] = await load(directory, a.n, a.c, creds[a.c:], label, verify=True)
+            p.terminate()
+            p.wait(timeout=20)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        srv.close()
+        if schema:
+            drop_schema(a.pg, schema)
+    peb = results["pebble"]
+    print()
+    for label, r in results.items():
+        if label != "pebble":
+            print(f"{label}: {r['certs_per_s'] / peb['certs_per_s']:.2f}× Pebble's certs/s, "
+                  f"p50 {r['p50'] / peb['p50']:.2f}× Pebble's")
+    print("JSON " + json.dumps({"n": a.n, "c": a.c, "results": results}))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
