@@ -249,7 +249,7 @@ class Checker:
 
     def _csr(self, raw: RawRow) -> x509.CertificateSigningRequest:
         text = raw.fields["csr"]
-        body = re.sub(r"-----(BEGIN|END) (NEW )?CERTIFICATE REQUEST-----", "", text)
+        body = re.sub(r"-----[A-Z ]+-----", "", text)  # markers, with or without their spaces
         try:
             der = base64.b64decode(re.sub(r"\s+", "", body), validate=True)
             return parse_csr(der)
