@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from kakuin.policy.dnssec import failure_decision
+
 __all__ = [
     "CAADecision", "CAARecord", "IssueValue", "LOOKUP_FAILURE_ALLOWS", "decide_caa",
     "lookup_failure_decision", "on_lookup", "parse_issue_value",
@@ -24,8 +26,9 @@ __all__ = [
 # RFC 8659 §3/§6 (paraphrased): a CA that cannot get a definitive answer (SERVFAIL,
 # timeout) may treat it as forbidding issuance. BR 3.2.2.8 lets a CA go ahead on a
 # lookup failure only when the failure is outside the CA's infrastructure, was
-# retried, and the zone has no DNSSEC chain to the ICANN root. Without DNSSEC
-# evidence (issue #8) we cannot tell, so a failed lookup refuses issuance.
+# retried, and the zone has no DNSSEC chain to the ICANN root. Which failures
+# qualify is decided by kakuin.policy.dnssec.FAILURE_TABLE (issue #8); without
+# that evidence (the defaults of lookup_failure_decision) a failure refuses.
 LOOKUP_FAILURE_ALLOWS = False
 
 # RFC 8659 §4.1: "Issuer Critical Flag: If the value is set to "1", the Property is
@@ -118,10 +121,20 @@ def on_lookup(rcode: str, has_records: bool) -> Literal["decide", "climb", "fail
     return "fail"
 
 
-def lookup_failure_decision(name: str, reason: str) -> CAADecision:
-    """The decision when the CAA lookup at ``name`` failed (see LOOKUP_FAILURE_ALLOWS)."""
-    return CAADecision(allowed=LOOKUP_FAILURE_ALLOWS,
-                       reason=f"CAA lookup failed at {name}: {reason}")
+def lookup_failure_decision(name: str, reason: str, *, dnssec: str | None = None,
+                            outside: bool = False, retried: bool = False) -> CAADecision:
+    """The decision when the CAA lookup at ``name`` failed: refuse, unless
+    ``kakuin.policy.dnssec`` grants the BR 3.2.2.8 exception — ``dnssec`` is the
+    zone's status, ``outside`` whether the failure is outside the CA's
+    infrastructure, ``retried`` whether the lookup was retried. Without that
+    evidence the answer is LOOKUP_FAILURE_ALLOWS."""
+    if dnssec is None:
+        return CAADecision(allowed=LOOKUP_FAILURE_ALLOWS,
+                           reason=f"CAA lookup failed at {name}: {reason}")
+    rule = failure_decision("caa", dnssec, outside=outside, retried=retried)
+    return CAADecision(allowed=rule.verdict == "permit",
+                       reason=f"CAA lookup failed at {name}: {reason} "
+                              f"(DNSSEC: {dnssec}); {rule.reason}")
 
 
 def parse_issue_value(value: str) -> IssueValue:
