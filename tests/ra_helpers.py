@@ -54,23 +54,51 @@ def server_fields(
     csr = make_csr(key, csr_name or ov_name(cn=cn, o=o, st="Tokyo", l=None), dns=[cn])
     return [
         dn if dn is not None else f"CN={cn},O={o},ST=Tokyo,C=JP",
-        profile_id, "", replaces, "", "", csr_field(csr),
-        "国立 太郎", "情報基盤センター", email_addr, cn, "nginx 1.24", extra,
+        profile_id,
+        "",
+        replaces,
+        "",
+        "",
+        csr_field(csr),
+        "国立 太郎",
+        "情報基盤センター",
+        email_addr,
+        cn,
+        "nginx 1.24",
+        extra,
     ]
 
 
 def client_fields(
-    *, cn: str = "Hanako Yamada", profile_id: str = "5", method: str = "1", pin: str = "",
+    *,
+    cn: str = "Hanako Yamada",
+    profile_id: str = "5",
+    method: str = "1",
+    pin: str = "",
     email_addr: str = "hanako@example.ac.jp",
 ) -> list[str]:
     return [
-        f"CN={cn},OU=Information Center,O={INST},ST=Tokyo,C=JP", profile_id, method, "", "", "", "",
-        "山田 花子", "情報基盤センター", email_addr, "", "", "", "", pin,
+        f"CN={cn},OU=Information Center,O={INST},ST=Tokyo,C=JP",
+        profile_id,
+        method,
+        "",
+        "",
+        "",
+        "",
+        "山田 花子",
+        "情報基盤センター",
+        email_addr,
+        "",
+        "",
+        "",
+        "",
+        pin,
     ]
 
 
-def tsv(rows: list[list[str]], *, encoding: str = "cp932", newline: str = "\r\n", final: bool = True,
-        bom: bool = False) -> bytes:
+def tsv(
+    rows: list[list[str]], *, encoding: str = "cp932", newline: str = "\r\n", final: bool = True, bom: bool = False
+) -> bytes:
     text = newline.join("\t".join(r) for r in rows) + (newline if final else "")
     data = text.encode(encoding)
     return (b"\xef\xbb\xbf" + data) if bom else data

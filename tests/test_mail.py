@@ -73,8 +73,10 @@ def test_renewed_certificates_are_not_announced(make_ctx, smtp) -> None:  # type
 
 
 def _items(n: int, size: int = 0) -> list[DigestItem]:
-    return [DigestItem(f"- 証明書 {i}", f"- certificate {i}",
-                       (Attachment(f"c{i}.bin", os.urandom(size)),) if size else ()) for i in range(n)]
+    return [
+        DigestItem(f"- 証明書 {i}", f"- certificate {i}", (Attachment(f"c{i}.bin", os.urandom(size)),) if size else ())
+        for i in range(n)
+    ]
 
 
 def test_digest_split_with_a_lowered_limit() -> None:
@@ -87,8 +89,9 @@ def test_digest_split_with_a_lowered_limit() -> None:
     joined = "".join(p.body for p in parts)
     assert all(f"certificate {i}\n" in joined for i in range(80))
     assert parts[0].subject == f"S (1/{len(parts)})"
-    one = build_digest("a@example.ac.jp", "k", "d", "S", ("序", "intro"), items[:3], max_bytes=10**6,
-                       sender="ca@kakuin.example", at=AT)
+    one = build_digest(
+        "a@example.ac.jp", "k", "d", "S", ("序", "intro"), items[:3], max_bytes=10**6, sender="ca@kakuin.example", at=AT
+    )
     assert len(one) == 1 and one[0].key == "d"
 
 
@@ -97,8 +100,17 @@ def test_a_digest_over_10_mb_is_split_and_delivered(make_ctx, smtp) -> None:  # 
     limit = ra.ctx.config.mail.max_message_bytes
     assert limit == 10 * 1024 * 1024
     items = _items(4, size=3 * 1024 * 1024)  # ~16 MB once base64-encoded
-    parts = build_digest("big@example.ac.jp", "expiry-digest", "2025-06-02", "S", ("序", "intro"), items,
-                         max_bytes=limit, sender=ra.sender, at=AT)
+    parts = build_digest(
+        "big@example.ac.jp",
+        "expiry-digest",
+        "2025-06-02",
+        "S",
+        ("序", "intro"),
+        items,
+        max_bytes=limit,
+        sender=ra.sender,
+        at=AT,
+    )
     assert len(parts) == 2
     for p in parts:
         ra.outbox.enqueue(p)

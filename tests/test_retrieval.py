@@ -8,16 +8,26 @@ import datetime as dt
 import shutil
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric import ec
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from kakuin.app import create_app
 from kakuin.clock import UTC
 from kakuin.ra.retrieval import RetrievalGone
 from kakuin.ra.services import RA
 from tests.helpers import ec_key, run
-from tests.ra_helpers import INST, OP, body, client_fields, outbox, pin_of, server_fields, setup_institution, \
-    token_of, tsv
+from tests.ra_helpers import (
+    INST,
+    OP,
+    body,
+    client_fields,
+    outbox,
+    pin_of,
+    server_fields,
+    setup_institution,
+    token_of,
+    tsv,
+)
 
 AT = dt.datetime(2025, 6, 2, tzinfo=UTC)
 

@@ -44,10 +44,15 @@ def p384():  # type: ignore[no-untyped-def]
 
 
 def test_unknown_profile(ra: RA) -> None:
-    assert _errors(ra, [server_fields(p384(), profile_id="9")]) == [RowError(
-        1, 2, "unknown-profile",
-        "証明書プロファイルID(#2): 証明書プロファイルID「9」は使用できません(使用可能: 1, 11)",
-        "profile ID (#2): profile ID '9' is not known (known: 1, 11)")]
+    assert _errors(ra, [server_fields(p384(), profile_id="9")]) == [
+        RowError(
+            1,
+            2,
+            "unknown-profile",
+            "証明書プロファイルID(#2): 証明書プロファイルID「9」は使用できません(使用可能: 1, 11)",
+            "profile ID (#2): profile ID '9' is not known (known: 1, 11)",
+        )
+    ]
 
 
 def test_profile_and_key_must_agree(ra: RA) -> None:
@@ -56,10 +61,17 @@ def test_profile_and_key_must_agree(ra: RA) -> None:
 
 
 def test_bad_dn_uses_the_subject_rules(ra: RA) -> None:
-    [e] = _errors(ra, [server_fields(p384(), cn="www.example.ac.jp", dn="CN=.www.example.ac.jp,O=Example "
-                                     "University,ST=Tokyo,C=JP")])
-    assert e == RowError(1, 1, "cn-leading-symbol", "主体者DN(#1): CNの先頭に記号は使用できません",
-                         "subject DN (#1): CN must not start with a symbol")
+    [e] = _errors(
+        ra,
+        [server_fields(p384(), cn="www.example.ac.jp", dn="CN=.www.example.ac.jp,O=Example University,ST=Tokyo,C=JP")],
+    )
+    assert e == RowError(
+        1,
+        1,
+        "cn-leading-symbol",
+        "主体者DN(#1): CNの先頭に記号は使用できません",
+        "subject DN (#1): CN must not start with a symbol",
+    )
 
 
 def test_dn_order_and_registered_name(ra: RA) -> None:
@@ -105,7 +117,9 @@ def test_cn_must_equal_fqdn_and_domain_must_be_registered(ra: RA) -> None:
 def test_errors_on_several_rows_all_reported(ra: RA) -> None:
     rows = [server_fields(p384()), server_fields(p384(), profile_id="2"), server_fields(p384(), cn="x.example.com")]
     assert [(e.row, e.column, e.rule) for e in _errors(ra, rows)] == [
-        (2, 2, "unknown-profile"), (3, 11, "domain-not-registered")]
+        (2, 2, "unknown-profile"),
+        (3, 11, "domain-not-registered"),
+    ]
 
 
 def test_whole_file_refused_unless_row_by_row(ra: RA) -> None:
@@ -129,9 +143,13 @@ def test_renew_refuses_the_old_key_and_a_changed_dn(ra: RA) -> None:
     assert issued
     [e] = _errors(ra, [server_fields(key, replaces=issued)])
     assert e == RowError(
-        1, 7, "renew-same-key",
-        f"CSR(#7): 旧証明書(シリアル番号 {issued})の鍵ペアは更新申請に使用できません。新しい鍵ペアでCSRを作成してください",
-        f"CSR (#7): the key pair of the old certificate {issued} cannot be reused; make a new key pair and CSR")
+        1,
+        7,
+        "renew-same-key",
+        f"CSR(#7): 旧証明書(シリアル番号 {issued})の鍵ペアは更新申請に使用できません。"
+        "新しい鍵ペアでCSRを作成してください",
+        f"CSR (#7): the key pair of the old certificate {issued} cannot be reused; make a new key pair and CSR",
+    )
     [e] = _errors(ra, [server_fields(p384(), cn="w2.example.ac.jp", replaces=issued)])
     assert (e.column, e.rule) == (1, "renew-dn-mismatch")
     report = ra.tsv.apply(tsv([server_fields(p384(), replaces=issued)]), institution=INST, actor=OP)
@@ -141,10 +159,15 @@ def test_renew_refuses_the_old_key_and_a_changed_dn(ra: RA) -> None:
 def test_revoke_reason_zero_needs_a_comment(ra: RA) -> None:
     serial = ra.tsv.apply(tsv([server_fields(p384())]), institution=INST, actor=OP).results[0].serial
     assert serial
-    assert _errors(ra, [[serial, "0", ""]]) == [RowError(
-        1, 3, "revocation-comment",
-        "失効理由コメント(#3): 失効理由が0(unspecified)の場合は失効理由コメントが必須です",
-        "comment (#3): reason 0 (unspecified) needs a comment")]
+    assert _errors(ra, [[serial, "0", ""]]) == [
+        RowError(
+            1,
+            3,
+            "revocation-comment",
+            "失効理由コメント(#3): 失効理由が0(unspecified)の場合は失効理由コメントが必須です",
+            "comment (#3): reason 0 (unspecified) needs a comment",
+        )
+    ]
     [e] = _errors(ra, [[serial, "2", "x"]])
     assert (e.column, e.rule) == (2, "revocation-reason")
     [e] = _errors(ra, [["abcdef", "4", ""]])
@@ -168,7 +191,7 @@ def test_caa_refusal_when_configured(make_ctx) -> None:  # type: ignore[no-untyp
 
     def caa(names: list[str]) -> dict[str, str | None]:
         seen.append(names)
-        return {n: ("issue \"other.example\"" if n.startswith("www") else None) for n in names}
+        return {n: ('issue "other.example"' if n.startswith("www") else None) for n in names}
 
     ra.tsv.caa = caa
     [e] = _errors(ra, [server_fields(p384())])
@@ -207,3 +230,22 @@ def test_unconfirmed_institution_is_refused_before_checking_rows(ra: RA) -> None
     assert "年次確認の期限" in e.value.errors[0].message_ja
     assert "yearly confirmation has lapsed" in e.value.errors[0].message_en
 
+
+def test_eab_rows_make_credentials_mailed_to_the_subscriber(ra: RA) -> None:
+    from tests.ra_helpers import body, outbox
+
+    rows = [
+        ["国立 太郎", "taro@example.ac.jp", "www.example.ac.jp", "90"],
+        ["山田 花子", "hanako@example.ac.jp", "", ""],
+    ]
+    report = ra.tsv.apply(tsv(rows, encoding="utf-8", bom=True, newline="\n", final=False), institution=INST, actor=OP)
+    assert report.kind == "eab" and report.status == "applied"
+    kids = [r.kid for r in report.results]
+    assert all(k and k.startswith("kid-") for k in kids)
+    mails = outbox(ra.ctx, "eab")
+    assert [m["To"] for m in mails] == ["taro@example.ac.jp", "hanako@example.ac.jp"]
+    assert f"--eab-kid {kids[0]}" in body(mails[0]) and "--eab-hmac-key" in body(mails[0])
+    creds = {c.kid: c for c in ra.ctx.acme.eab.list()}
+    assert creds[kids[0]].domains == ("www.example.ac.jp",) and creds[kids[1]].domains == ()
+    [e] = _errors(ra, [["x", "x@example.ac.jp", "www.other.jp", ""]])
+    assert (e.column, e.rule) == (3, "domain-not-registered")

@@ -39,8 +39,13 @@ def test_undecodable_file_names_the_row() -> None:
     with pytest.raises(TSVRefused) as e:
         decode(data)
     assert e.value.errors == [
-        RowError(2, None, "encoding", "文字コードをShift_JISまたはUTF-8として読み取れません",
-                 "the file is neither Shift_JIS nor UTF-8")
+        RowError(
+            2,
+            None,
+            "encoding",
+            "文字コードをShift_JISまたはUTF-8として読み取れません",
+            "the file is neither Shift_JIS nor UTF-8",
+        )
     ]
 
 
@@ -49,8 +54,13 @@ def test_tab_in_field_is_a_wrong_column_count() -> None:
     _, rows, errors = split(text, TSVKind.REVOKE)
     assert not rows
     assert errors == [
-        RowError(1, None, "column-count", "列数が4です。3列必要です(項目内にタブは使用できません)",
-                 "has 4 columns, 3 expected (fields cannot contain tabs)")
+        RowError(
+            1,
+            None,
+            "column-count",
+            "列数が4です。3列必要です(項目内にタブは使用できません)",
+            "has 4 columns, 3 expected (fields cannot contain tabs)",
+        )
     ]
 
 
@@ -61,29 +71,66 @@ def test_wrong_column_count_for_server_issue() -> None:
 
 
 def test_reserved_column_filled() -> None:
-    row = ["CN=a.example.ac.jp,O=X,ST=Tokyo,C=JP", "1", "", "", "oops", "", "csr", "n", "a", "t@example.ac.jp",
-           "a.example.ac.jp", "nginx", ""]
+    row = [
+        "CN=a.example.ac.jp,O=X,ST=Tokyo,C=JP",
+        "1",
+        "",
+        "",
+        "oops",
+        "",
+        "csr",
+        "n",
+        "a",
+        "t@example.ac.jp",
+        "a.example.ac.jp",
+        "nginx",
+        "",
+    ]
     _, _, errors = split("\t".join(row), TSVKind.SERVER_ISSUE)
-    assert errors == [RowError(1, 5, "reserved", "予約済(#5)は予約済みです。何も入力しないでください",
-                               "reserved (#5) is reserved and must be empty")]
+    assert errors == [
+        RowError(
+            1,
+            5,
+            "reserved",
+            "予約済(#5)は予約済みです。何も入力しないでください",
+            "reserved (#5) is reserved and must be empty",
+        )
+    ]
 
 
 def test_email_with_a_bad_symbol() -> None:
-    row = ["CN=a.example.ac.jp,O=X,ST=Tokyo,C=JP", "1", "", "", "", "", "csr", "n", "a", "taro+x@example.ac.jp",
-           "a.example.ac.jp", "nginx", ""]
+    row = [
+        "CN=a.example.ac.jp,O=X,ST=Tokyo,C=JP",
+        "1",
+        "",
+        "",
+        "",
+        "",
+        "csr",
+        "n",
+        "a",
+        "taro+x@example.ac.jp",
+        "a.example.ac.jp",
+        "nginx",
+        "",
+    ]
     _, _, errors = split("\t".join(row), TSVKind.SERVER_ISSUE)
-    assert errors == [RowError(
-        1, 10, "email-charset",
-        "利用管理者E-mailに使える記号はハイフン「-」、アンダースコア「_」、アットマーク「@」、ピリオド「.」のみです",
-        "subscriber e-mail may use only - _ @ . as symbols")]
+    assert errors == [
+        RowError(
+            1,
+            10,
+            "email-charset",
+            "利用管理者E-mailに使える記号はハイフン「-」、アンダースコア「_」、アットマーク「@」、ピリオド「.」のみです",
+            "subscriber e-mail may use only - _ @ . as symbols",
+        )
+    ]
 
 
 def test_quoted_field_and_required_and_empty_row() -> None:
     text = '"1a2b"\t4\tx\n\n\t4\tx\n'
     _, rows, errors = split(text, TSVKind.REVOKE)
     assert not rows
-    assert [(e.row, e.column, e.rule) for e in errors] == [(1, 1, "quoted"), (2, None, "empty-row"),
-                                                            (3, 1, "required")]
+    assert [(e.row, e.column, e.rule) for e in errors] == [(1, 1, "quoted"), (2, None, "empty-row"), (3, 1, "required")]
     assert errors[2].message_ja == "失効対象証明書シリアル番号は必須です"
 
 
