@@ -15,6 +15,7 @@ from kakuin.acme.http import acme_routes
 from kakuin.context import Context
 from kakuin.errors import NotFound
 from kakuin.http import problem_response
+from kakuin.ra.http import retrieval_routes
 from kakuin.status.http import status_routes
 from kakuin.store.repos import CARepo
 
@@ -37,8 +38,7 @@ def _ca_routes(ctx: Context) -> list[BaseRoute]:
             pem = x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM)
             return Response(pem, media_type="application/x-pem-file")
         # RFC 5280 §4.2.2.1: caIssuers over HTTP serves a DER certificate.
-        return Response(der, media_type="application/pkix-cert",
-                        headers={"Cache-Control": "public, max-age=86400"})
+        return Response(der, media_type="application/pkix-cert", headers={"Cache-Control": "public, max-age=86400"})
 
     async def health(_request: Request) -> Response:
         with ctx.db.session() as s:
@@ -56,4 +56,5 @@ def create_app(ctx: Context) -> Starlette:
     routes += _ca_routes(ctx)
     routes += acme_routes(ctx)
     routes += status_routes(ctx)
+    routes += retrieval_routes(ctx)
     return Starlette(routes=routes)

@@ -43,14 +43,22 @@ from kakuin.acme import cli as acme_cli  # noqa: E402
 
 app.add_typer(acme_cli.eab_app, name="eab")
 app.add_typer(acme_cli.ari_app, name="ari")
+from kakuin.ra import cli as ra_cli  # noqa: E402
+
+ra_cli.register(app, inst_app)
 
 out = Console()
 err = Console(stderr=True)
 
 DataDir = Annotated[
     Path,
-    typer.Option("--data-dir", "-d", envvar="KAKUIN_DATA_DIR", help="Data directory (kakuin.toml, database, keys).",
-                 show_default="./kakuin-data"),
+    typer.Option(
+        "--data-dir",
+        "-d",
+        envvar="KAKUIN_DATA_DIR",
+        help="Data directory (kakuin.toml, database, keys).",
+        show_default="./kakuin-data",
+    ),
 ]
 
 
@@ -90,8 +98,10 @@ def _print_tree(ctx: Context) -> None:
     def add(parent: Tree, n) -> None:  # type: ignore[no-untyped-def]
         mark = " [green]← issues now[/green]" if n.issuing_now else ""
         status = "" if n.status == "active" else f" [red]{n.status}[/red]"
-        label = (f"[bold]{n.name}[/bold] ({n.slug}, {n.purpose}, G{n.generation}, {n.key_type}) "
-                 f"{n.not_before:%Y-%m-%d} → {n.not_after:%Y-%m-%d}{status}{mark}")
+        label = (
+            f"[bold]{n.name}[/bold] ({n.slug}, {n.purpose}, G{n.generation}, {n.key_type}) "
+            f"{n.not_before:%Y-%m-%d} → {n.not_after:%Y-%m-%d}{status}{mark}"
+        )
         branch = parent.add(label)
         for c in n.children:
             add(branch, c)
@@ -132,8 +142,9 @@ def institution_add(
     for d in domain:
         check_dns_name(d.lower())
     with ctx.db.session() as s:
-        inst = InstitutionRepo(s).add(name, domains=domain, prefecture=prefecture, city=city,
-                                      name_ja=name_ja, now=ctx.clock.now())
+        inst = InstitutionRepo(s).add(
+            name, domains=domain, prefecture=prefecture, city=city, name_ja=name_ja, now=ctx.clock.now()
+        )
         out.print(f"institution {inst.id}: {inst.name_en} ({', '.join(domain) or 'no domains'})")
 
 
@@ -155,10 +166,14 @@ def issue(
     csr: Annotated[Path, typer.Option("--csr", help="CSR file (PEM or DER).", exists=True, dir_okay=False)],
     profile: Annotated[str, typer.Option("--profile", help="server-ov, server-dv, client, smime, code-signing, tsa")],
     institution: Annotated[str | None, typer.Option(help="Registered English name of the institution.")] = None,
-    days: Annotated[int | None, typer.Option(help="Requested validity in days (default: one day under the limit).")] = None,
+    days: Annotated[
+        int | None, typer.Option(help="Requested validity in days (default: one day under the limit).")
+    ] = None,
     dns: Annotated[list[str], typer.Option("--dns", help="Extra DNS name (repeatable).")] = [],  # noqa: B006
     email: Annotated[list[str], typer.Option("--email", help="Mailbox address (repeatable).")] = [],  # noqa: B006
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Write cert.pem, chain.pem, fullchain.pem here.")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Write cert.pem, chain.pem, fullchain.pem here.")
+    ] = None,
     data_dir: DataDir = None,  # type: ignore[assignment]
 ) -> None:
     """Issue a certificate from a CSR through the full pipeline (checks, lint, sign, store)."""
@@ -196,8 +211,10 @@ def issue(
         (out_dir / "chain.pem").write_bytes(chain)
         (out_dir / "fullchain.pem").write_bytes(leaf + chain)
         out.print(f"issued serial {issued.serial} by {issued.issuer_slug}")
-        out.print(f"  {out_dir / 'cert.pem'}\n  {out_dir / 'chain.pem'}  (install this intermediate)\n"
-                  f"  {out_dir / 'fullchain.pem'}")
+        out.print(
+            f"  {out_dir / 'cert.pem'}\n  {out_dir / 'chain.pem'}  (install this intermediate)\n"
+            f"  {out_dir / 'fullchain.pem'}"
+        )
     else:
         sys.stdout.write((leaf + chain).decode())
 
@@ -223,8 +240,14 @@ def show(serial: str, data_dir: DataDir = None, pem: Annotated[bool, typer.Optio
         return
     t = Table(show_header=False)
     rows = [
-        ("serial", c.serial), ("state", c.state), ("profile", c.profile), ("issuer", f"{ca.name} ({ca.slug})"),
-        ("subject", c.subject), ("names", c.sans or "-"), ("key", c.key_type), ("SPKI SHA-256", c.spki_sha256),
+        ("serial", c.serial),
+        ("state", c.state),
+        ("profile", c.profile),
+        ("issuer", f"{ca.name} ({ca.slug})"),
+        ("subject", c.subject),
+        ("names", c.sans or "-"),
+        ("key", c.key_type),
+        ("SPKI SHA-256", c.spki_sha256),
         ("not before", f"{as_utc(c.not_before):%Y-%m-%d %H:%M:%S}Z"),
         ("not after", f"{as_utc(c.not_after):%Y-%m-%d %H:%M:%S}Z"),
         ("reserved", f"{as_utc(c.reserved_at):%Y-%m-%d %H:%M:%S}Z"),
@@ -262,8 +285,14 @@ def list_certs(
         issuer_id = CARepo(s).by_slug(issuer).id if issuer else None
         inst_id = InstitutionRepo(s).by_name(institution).id if institution else None
         rows = CertificateRepo(s).find(
-            CertificateFilter(issuer_id=issuer_id, profile=profile, state=state, institution_id=inst_id,
-                              name_contains=name, limit=limit)
+            CertificateFilter(
+                issuer_id=issuer_id,
+                profile=profile,
+                state=state,
+                institution_id=inst_id,
+                name_contains=name,
+                limit=limit,
+            )
         )
     if expiring_within is not None:
         horizon = ctx.clock.now() + dt.timedelta(days=expiring_within)

@@ -78,8 +78,7 @@ class Context:
     def profiles(self) -> dict[str, Profile]:
         p = self.config.policy
         curves = frozenset({"P-256": "secp256r1", "P-384": "secp384r1"}[c] for c in p.tls_ecdsa_curves)
-        return default_profiles(cps_oid=p.cps_oid, client_months=p.client_validity_months,
-                                tls_ecdsa_curves=curves)
+        return default_profiles(cps_oid=p.cps_oid, client_months=p.client_validity_months, tls_ecdsa_curves=curves)
 
     @cached_property
     def authorities(self) -> AuthorityCache:
@@ -87,8 +86,14 @@ class Context:
 
     @cached_property
     def issuance(self) -> IssuanceService:
-        return IssuanceService(self.config, self.db, self.authorities, self.profiles, self.clock,
-                               self.linter if self.config.policy.lint else None)
+        return IssuanceService(
+            self.config,
+            self.db,
+            self.authorities,
+            self.profiles,
+            self.clock,
+            self.linter if self.config.policy.lint else None,
+        )
 
     @cached_property
     def revocation(self) -> RevocationService:
@@ -100,8 +105,9 @@ class Context:
     def crls(self) -> CRLService:
         from kakuin.status.crl import CRLService
 
-        return CRLService(self.config, self.db, self.authorities, self.clock,
-                          self.linter if self.config.policy.lint else None)
+        return CRLService(
+            self.config, self.db, self.authorities, self.clock, self.linter if self.config.policy.lint else None
+        )
 
     @cached_property
     def ocsp(self) -> OCSPService:
@@ -109,8 +115,9 @@ class Context:
         from kakuin.status.responder import ResponderService
 
         lint = self.linter if self.config.policy.lint else None
-        responders = ResponderService(self.config, self.db, self.keys, self.authorities, self.profiles,
-                                      self.clock, lint)
+        responders = ResponderService(
+            self.config, self.db, self.keys, self.authorities, self.profiles, self.clock, lint
+        )
         return OCSPService(self.db, responders, self.clock, linter=lint)
 
     @cached_property
@@ -126,12 +133,18 @@ class Context:
         return ACME(self)
 
     def hierarchy(self) -> HierarchyBuilder:
-        return HierarchyBuilder(self.config, self.db, self.keys, self.clock,
-                                self.linter if self.config.policy.lint else None)
+        return HierarchyBuilder(
+            self.config, self.db, self.keys, self.clock, self.linter if self.config.policy.lint else None
+        )
 
 
-def init_data_dir(data_dir: Path, *, base_url: str = "http://127.0.0.1:8080",
-                  listen: str = "127.0.0.1:8080", database_url: str | None = None) -> bool:
+def init_data_dir(
+    data_dir: Path,
+    *,
+    base_url: str = "http://127.0.0.1:8080",
+    listen: str = "127.0.0.1:8080",
+    database_url: str | None = None,
+) -> bool:
     """Write kakuin.toml and a random CA passphrase file; False if they exist."""
     cfg = data_dir / CONFIG_NAME
     if cfg.exists():

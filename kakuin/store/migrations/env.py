@@ -2,9 +2,10 @@
 
 from alembic import context
 
-from kakuin.store.models import Base
 import kakuin.acme.models  # noqa: F401,E402  (ACME tables, revision 0002_acme)
 import kakuin.status.models  # noqa: F401,E402  (revocation, CRL and OCSP tables)
+import kakuin.ra.models  # noqa: F401,E402  (RA tables, revision 0004_ra)
+from kakuin.store.models import Base
 
 config = context.config
 connection = config.attributes.get("connection")
