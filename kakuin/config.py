@@ -94,6 +94,13 @@ class VAConfig(_Model):
     timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     # RFC 8659 §4: the issuer domain names that CAA "issue" records must name.
     caa_identities: tuple[str, ...] = ("kakuin.example",)
+    # BR 3.2.2.4 / 3.2.2.8.1 (2026-03-15): lookups go through a validating resolver
+    # and every answer relied on must be secure or provably insecure; an answer whose
+    # status cannot be established (e.g. the resolver does not validate) is refused.
+    # false only for development against a non-validating resolver (docs/dnssec.md).
+    dnssec: bool = True
+    # Seconds before the one retry of a failed lookup (BR 3.2.2.8: "retried").
+    dnssec_retry_delay: float = Field(default=1.0, ge=0, le=30)
 
 
 class ACMEConfig(_Model):

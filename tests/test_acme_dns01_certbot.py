@@ -66,7 +66,10 @@ def served(template_dir: Path, tmp_path: Path) -> Iterator[Served]:
         text = text.replace('listen = "127.0.0.1:8080"', f'listen = "127.0.0.1:{port}"', 1)
         text = text.replace('base_url = "http://127.0.0.1:8080"',
                             f'base_url = "http://127.0.0.1:{port}"', 1)
-        cfg.write_text(text + f'\n[va]\nresolver = "{bind.resolver}"\ntimeout_seconds = 5\n')
+        # BIND is authoritative-only, not a validating resolver: no DNSSEC here (the
+        # signed variant is tests/test_dnssec_certbot.py).
+        cfg.write_text(text + f'\n[va]\nresolver = "{bind.resolver}"\ntimeout_seconds = 5\n'
+                       'dnssec = false\n')
         r = kakuin(data, "institution", "add", INSTITUTION, "--domain", DOMAIN)
         assert r.returncode == 0, r.stdout + r.stderr
 

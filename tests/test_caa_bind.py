@@ -1,4 +1,8 @@
-"""CAA end to end: kakuin's VA asks a real BIND 9 on loopback (tests/bind.py)."""
+"""CAA end to end: kakuin's VA asks a real BIND 9 on loopback (tests/bind.py).
+
+BIND here is an authoritative, non-validating server used as the VA's resolver,
+so these tests run with ``va.dnssec = false`` (answers are relied on without
+DNSSEC proof); the DNSSEC rules are tested through Unbound in test_dnssec_*.py."""
 
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ ACCT = "https://acme.kakuin.example/acme/acct/42"
 
 
 def make_va(resolver: str, timeout: float = 3.0) -> ValidationAuthority:
-    return ValidationAuthority(VAConfig(resolver=resolver, timeout_seconds=timeout),
+    return ValidationAuthority(VAConfig(resolver=resolver, timeout_seconds=timeout,
+                                                        dnssec=False),
                                SystemClock())
 
 

@@ -1,4 +1,7 @@
-"""dns-01 (RFC 8555 §8.4) and the VA resolver against a real BIND 9 on loopback."""
+"""dns-01 (RFC 8555 §8.4) and the VA resolver against a real BIND 9 on loopback.
+
+BIND is authoritative-only and does not validate: ``va.dnssec = false`` here (the
+DNSSEC rules are tested through Unbound in test_dnssec_*.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ KEY_AUTHZ = ("evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA"
 
 @pytest.fixture(scope="module")
 def va(bind: BindServer) -> ValidationAuthority:  # noqa: F811
-    return ValidationAuthority(VAConfig(resolver=bind.resolver, timeout_seconds=3),
+    return ValidationAuthority(VAConfig(resolver=bind.resolver, timeout_seconds=3, dnssec=False),
                                SystemClock())
 
 
@@ -104,7 +107,8 @@ def test_servfail_is_a_dns_problem(va: ValidationAuthority) -> None:
 
 def test_timeout_is_a_dns_problem() -> None:
     with SilentUDP() as dead:
-        va = ValidationAuthority(VAConfig(resolver=f"127.0.0.1:{dead.port}", timeout_seconds=0.5),
+        va = ValidationAuthority(VAConfig(resolver=f"127.0.0.1:{dead.port}", timeout_seconds=0.5,
+                                          dnssec=False),
                                  SystemClock())
         r = validate(va, "dns01-ok.test")
     assert not r.ok and r.problem == "dns" and "timeout" in r.error
@@ -130,7 +134,7 @@ def test_resolve_addresses_failure_raises(va: ValidationAuthority) -> None:
 
 
 def test_address_override_wins(bind: BindServer) -> None:  # noqa: F811
-    va = ValidationAuthority(VAConfig(resolver=bind.resolver), SystemClock(),
+    va = ValidationAuthority(VAConfig(resolver=bind.resolver, dnssec=False), SystemClock(),
                              address_override=lambda d: ["127.0.0.9"])
     assert asyncio.run(va.resolve_addresses("www.test")) == ["127.0.0.9"]
 

@@ -9,12 +9,12 @@ import pytest
 from kakuin.policy import caa, dnssec
 from kakuin.policy.dnssec import answer_decision, failure_decision, worst
 
-S, I, B, X = "secure", "insecure", "bogus", "indeterminate"
+S, N, B, X = "secure", "insecure", "bogus", "indeterminate"
 
 # (status, va.dnssec) → verdict for an answer.
 ANSWERS = [
     (S, True, "rely"), (S, False, "rely"),
-    (I, True, "rely"), (I, False, "rely"),
+    (N, True, "rely"), (N, False, "rely"),
     (X, True, "refuse"), (X, False, "rely"),
     (B, True, "refuse"), (B, False, "refuse"),
 ]
@@ -24,16 +24,16 @@ ANSWERS = [
 FAILURES = [
     ("caa", S, True, True, "refuse"), ("caa", S, True, False, "refuse"),
     ("caa", S, False, True, "refuse"), ("caa", S, False, False, "refuse"),
-    ("caa", I, True, True, "permit"), ("caa", I, True, False, "refuse"),
-    ("caa", I, False, True, "refuse"), ("caa", I, False, False, "refuse"),
+    ("caa", N, True, True, "permit"), ("caa", N, True, False, "refuse"),
+    ("caa", N, False, True, "refuse"), ("caa", N, False, False, "refuse"),
     ("caa", X, True, True, "refuse"), ("caa", X, True, False, "refuse"),
     ("caa", X, False, True, "refuse"), ("caa", X, False, False, "refuse"),
     ("caa", B, True, True, "refuse"), ("caa", B, True, False, "refuse"),
     ("caa", B, False, True, "refuse"), ("caa", B, False, False, "refuse"),
     ("dcv", S, True, True, "refuse"), ("dcv", S, True, False, "refuse"),
     ("dcv", S, False, True, "refuse"), ("dcv", S, False, False, "refuse"),
-    ("dcv", I, True, True, "refuse"), ("dcv", I, True, False, "refuse"),
-    ("dcv", I, False, True, "refuse"), ("dcv", I, False, False, "refuse"),
+    ("dcv", N, True, True, "refuse"), ("dcv", N, True, False, "refuse"),
+    ("dcv", N, False, True, "refuse"), ("dcv", N, False, False, "refuse"),
     ("dcv", X, True, True, "refuse"), ("dcv", X, True, False, "refuse"),
     ("dcv", X, False, True, "refuse"), ("dcv", X, False, False, "refuse"),
     ("dcv", B, True, True, "refuse"), ("dcv", B, True, False, "refuse"),
@@ -81,7 +81,7 @@ def test_unknown_status_is_indeterminate(status: str | None) -> None:
 
 
 @pytest.mark.parametrize(("statuses", "expected"), [
-    ([], None), ([None], None), ([S], S), ([S, I], I), ([I, X, S], X), ([S, B, X], B),
+    ([], None), ([None], None), ([S], S), ([S, N], N), ([N, X, S], X), ([S, B, X], B),
     ([None, S], S),
 ])
 def test_worst(statuses: list, expected: str | None) -> None:
@@ -91,9 +91,9 @@ def test_worst(statuses: list, expected: str | None) -> None:
 # -- kakuin.policy.caa consults the table -------------------------------------------
 
 @pytest.mark.parametrize(("status", "outside", "retried", "allowed"), [
-    (I, True, True, True),
-    (I, True, False, False),
-    (I, False, True, False),
+    (N, True, True, True),
+    (N, True, False, False),
+    (N, False, True, False),
     (S, True, True, False),
     (X, True, True, False),
     (B, True, True, False),

@@ -5,7 +5,8 @@
 record with the digest value under that name." The digest is
 base64url(SHA-256(key authorization)), unpadded. CNAMEs at the validation name
 are followed by the resolver (as Boulder does), so a name can delegate its
-challenges to another zone.
+challenges to another zone. The TXT answer is relied on only when its DNSSEC
+status allows it (``kakuin.policy.dnssec``; BR 3.2.2.4, issue #8).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import base64
 import hashlib
 from typing import TYPE_CHECKING
 
+from kakuin.policy.dnssec import answer_decision, failure_decision
 from kakuin.va.resolver import LookupFailed, Resolver
 
 if TYPE_CHECKING:
@@ -46,24 +48,34 @@ async def validate_dns01(va: ValidationAuthority, domain: str, key_authorization
     name = validation_name(domain)
     expected = expected_txt(key_authorization)
     observed: dict = {"name": name, "expected": expected, "txt": []}
+    resolver = resolver or va.resolver
     try:
-        result = await (resolver or va.resolver).lookup(name, "TXT")
+        result = await resolver.lookup(name, "TXT")
     except LookupFailed as exc:
-        observed["error"] = exc.reason
+        rule = failure_decision("dcv", exc.dnssec, outside=exc.outside, retried=exc.retried)
+        observed.update(error=exc.reason, dnssec=exc.dnssec_evidence(), decision=rule.reason)
         return va.record(METHOD, domain, ok=False, observed=observed, problem="dns",
-                         error=f"DNS problem: TXT lookup for {name} failed: {exc.reason}")
+                         error=f"DNS problem: TXT lookup for {name} failed: {exc.reason}",
+                         dnssec=exc.dnssec)
+    observed["dnssec"] = result.dnssec_evidence()
+    trust = answer_decision(result.dnssec, require_dnssec=resolver.dnssec)
+    if trust.refused:
+        return va.record(METHOD, domain, ok=False, observed=observed, problem="dns",
+                         error=f"DNS problem: TXT lookup for {name}: DNSSEC "
+                               f"{result.dnssec}: {trust.reason}", dnssec=result.dnssec)
     # A TXT record may be split into several character-strings; they form one value.
     values = [b"".join(r.strings).decode("utf-8", "replace") for r in result.records]
     observed.update(txt=values, rcode=result.rcode)
     if result.chain:
         observed["chain"] = result.chain
     if expected in values:
-        return va.record(METHOD, domain, ok=True, observed=observed)
+        return va.record(METHOD, domain, ok=True, observed=observed, dnssec=result.dnssec)
     if not values:
         what = "does not exist" if result.rcode == "NXDOMAIN" else "has no TXT record"
         return va.record(METHOD, domain, ok=False, observed=observed, problem="unauthorized",
-                         error=f"No TXT record found at {name} ({what})")
+                         error=f"No TXT record found at {name} ({what})",
+                         dnssec=result.dnssec)
     shown = ", ".join(repr(v) for v in values[:5])
     return va.record(METHOD, domain, ok=False, observed=observed, problem="unauthorized",
                      error=f"Incorrect TXT record at {name}: found {shown}, "
-                           f"expected {expected!r}")
+                           f"expected {expected!r}", dnssec=result.dnssec)

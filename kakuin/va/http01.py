@@ -5,6 +5,8 @@ search path), connects to the resolved address with ``Host: <domain>``, and
 follows at most 10 redirects, only to http/https URLs on ports 80/443 (or the
 configured challenge ports) whose host is a DNS name. The body is read up to
 ``MAX_BODY`` octets; the trimmed body must equal the key authorization.
+Every address lookup must be DNSSEC-trustworthy (``kakuin.va.dnssec.checked_addresses``,
+BR 3.2.2.4, issue #8); the statuses are recorded per host.
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from kakuin.policy.dnssec import worst
+from kakuin.va.dnssec import AddressRefused, checked_addresses
+
 if TYPE_CHECKING:
     from kakuin.va import ValidationAuthority, ValidationRecord
+    from kakuin.va.resolver import Resolver
 
 MAX_REDIRECTS = 10  # Boulder: maxRedirect
 MAX_BODY = 8192  # RFC 8555 §8.3 bodies are ~90 octets; Boulder reads a few KB at most
@@ -43,15 +49,17 @@ def _url_for(addr: str, scheme: str, port: int, path: str) -> str:
     return f"{scheme}://{host}:{port}{path or '/'}"
 
 
-async def _addresses(va: ValidationAuthority, host: str) -> list[str]:
+async def _addresses(va: ValidationAuthority, host: str, resolver: Resolver | None,
+                     seen: list[dict]) -> list[str]:
     try:
-        addrs = await va.resolve_addresses(host)
-    except Exception as exc:  # LookupFailed: SERVFAIL, timeout, REFUSED …
-        raise _Refused(
-            "dns",
-            f"DNS problem looking up A/AAAA for {host}: "
-            f"{getattr(exc, 'reason', type(exc).__name__)}",
-        ) from None
+        checked = await checked_addresses(va, host, resolver)
+    except AddressRefused as exc:  # SERVFAIL, timeout, REFUSED, bogus, unproven …
+        seen.append({"host": host, "status": exc.dnssec, "lookups": exc.evidence})
+        raise _Refused("dns", f"DNS problem looking up A/AAAA for {host}: {exc.reason}"
+                       ) from None
+    if checked.dnssec is not None:
+        seen.append({"host": host, "status": checked.dnssec, "lookups": checked.evidence})
+    addrs = checked.addresses
     if not addrs:
         raise _Refused("dns", f"DNS problem: no A or AAAA records found for {host}")
     # Boulder prefers IPv6 and falls back to IPv4.
@@ -59,8 +67,11 @@ async def _addresses(va: ValidationAuthority, host: str) -> list[str]:
 
 
 async def validate_http01(
-    va: ValidationAuthority, domain: str, token: str, key_authorization: str
+    va: ValidationAuthority, domain: str, token: str, key_authorization: str,
+    *, resolver: Resolver | None = None,
 ) -> ValidationRecord:
+    """``resolver`` defaults to the VA's own; a remote perspective (issue #6) passes its own."""
+    seen: list[dict] = []  # DNSSEC status of each host's address lookups
     port = va.config.http01_port
     allowed = {"http": {80, port}, "https": {443, va.config.tlsalpn01_port}}
     url = (
@@ -88,7 +99,7 @@ async def validate_http01(
                     )
                 if not host or _is_ip(host):
                     raise _Refused("connection", f"redirect to {url}: the host must be a DNS name")
-                addrs = await _addresses(va, host)
+                addrs = await _addresses(va, host, resolver, seen)
                 path = parts.path + (f"?{parts.query}" if parts.query else "")
                 resp, addr, last_exc = None, None, None
                 for addr in addrs:
@@ -135,18 +146,29 @@ async def validate_http01(
                         "unauthorized",
                         f"{url}: the key authorization file did not match (got {got[:100]!r})",
                     )
-                return va.record(METHOD, domain, ok=True, observed={"hops": hops})
+                return va.record(METHOD, domain, ok=True, observed=_observed(hops, seen),
+                                 dnssec=_status(seen))
             raise _Refused("connection", f"too many redirects (more than {MAX_REDIRECTS})")
     except _Refused as r:
         return va.record(
-            METHOD, domain, ok=False, observed={"hops": hops}, error=r.error, problem=r.problem
+            METHOD, domain, ok=False, observed=_observed(hops, seen), error=r.error,
+            problem=r.problem, dnssec=_status(seen)
         )
     except httpx.HTTPError as exc:
         return va.record(
             METHOD,
             domain,
             ok=False,
-            observed={"hops": hops},
+            observed=_observed(hops, seen),
             error=f"{url}: {type(exc).__name__}: {exc}",
             problem="connection",
+            dnssec=_status(seen),
         )
+
+
+def _status(seen: list[dict]) -> str | None:
+    return worst(s["status"] for s in seen)
+
+
+def _observed(hops: list[dict[str, object]], seen: list[dict]) -> dict:
+    return {"hops": hops, "dnssec": seen} if seen else {"hops": hops}

@@ -8,26 +8,38 @@ Every lookup ends as exactly one of
 - ``LookupFailed`` — SERVFAIL, REFUSED, timeout or any other error: the VA does
   not know the answer and must not pretend it does.
 
-Queries carry EDNS0 with the DO bit set, so that DNSSEC status can be read from
-the responses later (issue #8; the AD flag is already recorded). Names are
-always absolute: no search domains are ever applied.
+Queries carry EDNS0 with the DO bit set. Every answer carries its DNSSEC status
+(``LookupResult.dnssec``) and every failure the status of its zone
+(``LookupFailed.dnssec``), read from the validating resolver by
+``kakuin.va.dnssec`` (issue #8); a failed lookup is retried once, after
+``va.dnssec_retry_delay`` seconds, before it is reported. What a status means
+is decided by ``kakuin.policy.dnssec``. Names are always absolute: no search
+domains are ever applied.
+
+A remote perspective (issue #6) builds its own ``Resolver.from_config`` from its
+own ``VAConfig`` (resolver address, ``dnssec``, timeouts) and passes it to
+``check_caa`` / ``validate_dns01`` / ``validate_http01`` / ``validate_tlsalpn01``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass, field
 
+import dns.asyncquery
 import dns.asyncresolver
 import dns.exception
 import dns.flags
+import dns.message
 import dns.name
 import dns.rcode
 import dns.rdatatype
-import dns.resolver
 
 from kakuin.config import VAConfig
+from kakuin.va.dnssec import BOGUS_EDE, NoResponse, answer_status, failure_status
 
-__all__ = ["LookupFailed", "LookupResult", "Resolver", "parse_resolver"]
+__all__ = ["AddressLookup", "LookupFailed", "LookupResult", "Resolver", "parse_resolver"]
 
 # RFC 6891 §6.2.5 / DNS Flag Day 2020: 1232 octets avoids IP fragmentation.
 EDNS_PAYLOAD = 1232
@@ -36,11 +48,25 @@ EDNS_PAYLOAD = 1232
 class LookupFailed(Exception):
     """The resolver could not give an answer (SERVFAIL, REFUSED, timeout, …)."""
 
-    def __init__(self, name: str, rdtype: str, reason: str) -> None:
+    def __init__(self, name: str, rdtype: str, reason: str, *, dnssec: str | None = None,
+                 outside: bool = False, retried: bool = False,
+                 evidence: dict | None = None) -> None:
         super().__init__(f"{rdtype} lookup for {name} failed: {reason}")
         self.name = name
         self.rdtype = rdtype
         self.reason = reason
+        # DNSSEC status of the zone ("bogus": the failure is a validation failure);
+        # whether the failure is outside the CA's infrastructure; whether it was
+        # retried; and what was seen (kakuin.va.dnssec.failure_status). None: unknown.
+        self.dnssec = dnssec
+        self.outside = outside
+        self.retried = retried
+        self.evidence = evidence or {}
+
+    def dnssec_evidence(self) -> dict:
+        return {"name": self.name, "type": self.rdtype, "status": self.dnssec,
+                "error": self.reason, "outside": self.outside, "retried": self.retried,
+                **self.evidence}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +78,27 @@ class LookupResult:
     # Alias chain followed by the resolver: ["a.example -> b.example", ...]
     chain: list[str] = field(default_factory=list)
     canonical_name: str = ""
-    authenticated: bool = False  # AD flag of the response (meaningful with issue #8)
+    authenticated: bool = False  # AD flag of the response
+    # "secure" | "insecure" | "indeterminate" (kakuin.va.dnssec.answer_status): what
+    # kakuin.policy.dnssec.answer_decision is asked about; evidence: AD, EDE, DS proof.
+    dnssec: str = "indeterminate"
+    evidence: dict = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
         return not self.records
+
+    def dnssec_evidence(self) -> dict:
+        return {"name": self.name, "type": self.rdtype, "status": self.dnssec, **self.evidence}
+
+
+@dataclass(frozen=True, slots=True)
+class AddressLookup:
+    """A and AAAA for one name: the addresses, each answer, each failure."""
+
+    addresses: list[str]
+    results: list[LookupResult]
+    failures: list[LookupFailed]
 
 
 def parse_resolver(value: str) -> tuple[str, int] | None:
@@ -87,8 +129,14 @@ def absolute(domain: str) -> dns.name.Name:
 
 
 class Resolver:
-    def __init__(self, inner: dns.asyncresolver.Resolver) -> None:
-        self._inner = inner
+    """Asks one configured resolver (or the system's); ``dnssec``: require proof
+    (``va.dnssec``); ``retry_delay``: seconds before the one retry of a failure."""
+
+    def __init__(self, inner: dns.asyncresolver.Resolver, *, dnssec: bool = True,
+                 retry_delay: float = 1.0) -> None:
+        self._inner = inner  # holds the nameservers, port, timeout and EDNS settings
+        self.dnssec = dnssec
+        self.retry_delay = retry_delay
 
     @classmethod
     def from_config(cls, config: VAConfig) -> Resolver:
@@ -106,60 +154,109 @@ class Resolver:
         inner.lifetime = config.timeout_seconds
         inner.use_edns(0, dns.flags.DO, EDNS_PAYLOAD)
         inner.cache = None
-        return cls(inner)
+        return cls(inner, dnssec=config.dnssec, retry_delay=config.dnssec_retry_delay)
+
+    def _servers(self) -> list[tuple[str, int]]:
+        out = []
+        for ns in self._inner.nameservers:
+            if isinstance(ns, str):
+                out.append((ns, self._inner.nameserver_ports.get(ns, self._inner.port)))
+            else:  # dns.nameserver.Do53Nameserver
+                out.append((ns.address, ns.port))
+        return out
+
+    async def exchange(self, name: dns.name.Name, rdtype: str, *,
+                       cd: bool = False) -> dns.message.Message:
+        """One query (RD, EDNS0 with DO; CD when asked) to the configured resolver,
+        trying each nameserver in turn within the timeout. Raises NoResponse."""
+        query = dns.message.make_query(name, rdtype, use_edns=0, want_dnssec=True,
+                                       payload=EDNS_PAYLOAD)
+        if cd:
+            query.flags |= dns.flags.CD
+        deadline = time.monotonic() + self._inner.lifetime
+        last = "no nameserver configured"
+        for host, port in self._servers():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                response, _ = await dns.asyncquery.udp_with_fallback(
+                    query, host, timeout=remaining, port=port)
+                return response
+            except dns.exception.Timeout:
+                last = f"timeout after {self._inner.lifetime:g}s"
+            except (OSError, dns.exception.DNSException) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+        if time.monotonic() >= deadline:
+            last = f"timeout after {self._inner.lifetime:g}s"
+        raise NoResponse(last)
+
+    async def _ask(self, name: dns.name.Name,
+                   rdtype: str) -> tuple[dns.message.Message | None, str, bool]:
+        """The response, the failure reason ("" when answered) and whether it was retried.
+        BR 3.2.2.8: a failure counts for the CAA exception only when retried."""
+        msg: dns.message.Message | None = None
+        reason = ""
+        for attempt in range(2):
+            if attempt:
+                await asyncio.sleep(self.retry_delay)
+            try:
+                msg = await self.exchange(name, rdtype)
+            except NoResponse as exc:
+                msg, reason = None, str(exc)
+                continue
+            if msg.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+                return msg, "", attempt > 0
+            reason = dns.rcode.to_text(msg.rcode())
+            if any(e.code in BOGUS_EDE for e in msg.extended_errors()):
+                return msg, reason, attempt > 0  # validation failed: asking again won't help
+        return msg, reason, True
 
     async def lookup(self, domain: str, rdtype: str) -> LookupResult:
         name = absolute(domain)
+        msg, reason, retried = await self._ask(name, rdtype)
+        if msg is None or msg.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+            seen = await failure_status(self.exchange, name, rdtype, msg, require=self.dnssec)
+            if seen.reason:
+                reason = f"{reason} ({seen.reason})"
+            raise LookupFailed(_text(name), rdtype, reason, dnssec=seen.status,
+                               outside=seen.outside, retried=retried, evidence=seen.evidence)
         try:
-            answer = await self._inner.resolve(name, rdtype, search=False,
-                                               raise_on_no_answer=False)
-        except dns.resolver.NXDOMAIN as exc:
-            chain = []
-            for resp in exc.responses().values():
-                chain = _chain(resp.resolve_chaining().cnames)
-            return LookupResult(_text(name), rdtype, "NXDOMAIN", [], chain)
-        except dns.resolver.LifetimeTimeout as exc:
-            raise LookupFailed(_text(name), rdtype, f"timeout after {self._inner.lifetime:g}s"
-                               ) from exc
-        except dns.resolver.NoNameservers as exc:
-            raise LookupFailed(_text(name), rdtype, _no_nameservers_reason(exc)) from exc
+            chaining = msg.resolve_chaining()
         except dns.exception.DNSException as exc:
-            raise LookupFailed(_text(name), rdtype, f"{type(exc).__name__}: {exc}") from exc
-        records = list(answer.rrset) if answer.rrset is not None else []
+            raise LookupFailed(_text(name), rdtype, f"{type(exc).__name__}: {exc}",
+                               dnssec="indeterminate", retried=retried) from exc
+        names = [name] + [rr[0].target for rr in chaining.cnames]
+        status, evidence = await answer_status(self.exchange, msg, names, require=self.dnssec)
+        records = list(chaining.answer) if chaining.answer is not None else []
         return LookupResult(
-            _text(name), rdtype, "NOERROR", records,
-            _chain(answer.chaining_result.cnames), _text(answer.canonical_name),
-            bool(answer.response.flags & dns.flags.AD))
+            _text(name), rdtype, dns.rcode.to_text(msg.rcode()), records,
+            _chain(chaining.cnames), _text(chaining.canonical_name),
+            bool(msg.flags & dns.flags.AD), dnssec=status, evidence=evidence)
 
-    async def resolve_addresses(self, domain: str) -> list[str]:
-        """A then AAAA; [] when the name has neither. Raises LookupFailed only when
-        no address was found and at least one of the two lookups failed."""
+    async def lookup_addresses(self, domain: str) -> AddressLookup:
+        """A then AAAA, each answer and failure kept (for their DNSSEC status)."""
         addresses: list[str] = []
-        failure: LookupFailed | None = None
+        results: list[LookupResult] = []
+        failures: list[LookupFailed] = []
         for rdtype in ("A", "AAAA"):
             try:
                 result = await self.lookup(domain, rdtype)
             except LookupFailed as exc:
-                failure = failure or exc
+                failures.append(exc)
                 continue
+            results.append(result)
             addresses.extend(r.address for r in result.records)
-        if not addresses and failure is not None:
-            raise failure
-        return addresses
+        return AddressLookup(addresses, results, failures)
+
+    async def resolve_addresses(self, domain: str) -> list[str]:
+        """A then AAAA; [] when the name has neither. Raises LookupFailed only when
+        no address was found and at least one of the two lookups failed."""
+        found = await self.lookup_addresses(domain)
+        if not found.addresses and found.failures:
+            raise found.failures[0]
+        return found.addresses
 
 
 def _chain(cnames: list) -> list[str]:
     return [f"{_text(rr.name)} -> {_text(rr[0].target)}" for rr in cnames]
-
-
-def _no_nameservers_reason(exc: dns.resolver.NoNameservers) -> str:
-    # dnspython keeps (server, tcp, port, error, response) per attempt.
-    errors = exc.kwargs.get("errors") or []
-    reasons = []
-    for err in errors:
-        response = err[4] if len(err) > 4 else None
-        if response is not None and hasattr(response, "rcode"):
-            reasons.append(dns.rcode.to_text(response.rcode()))
-        else:
-            reasons.append(str(err[3]))
-    return ", ".join(dict.fromkeys(reasons)) or "no nameserver answered"

@@ -4,20 +4,25 @@ Connect to the resolved address on the configured port, offer only the ALPN
 protocol "acme-tls/1" with SNI = the domain, and check the (self-signed)
 certificate: exactly one subjectAltName, a dNSName equal to the domain, and a
 critical id-pe-acmeIdentifier extension whose value is the SHA-256 digest of
-the key authorization (§3). The certificate is not otherwise verified.
+the key authorization (§3). The certificate is not otherwise verified. The
+address lookup must be DNSSEC-trustworthy (``kakuin.va.dnssec.checked_addresses``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import ssl
 from typing import TYPE_CHECKING
 
 from cryptography import x509
 
+from kakuin.va.dnssec import AddressRefused, checked_addresses
+
 if TYPE_CHECKING:
     from kakuin.va import ValidationAuthority, ValidationRecord
+    from kakuin.va.resolver import Resolver
 
 ALPN = "acme-tls/1"  # RFC 8737 §6.2
 ID_PE_ACME_IDENTIFIER = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.31")  # RFC 8737 §6.1
@@ -65,24 +70,31 @@ def check_certificate(der: bytes, domain: str, key_authorization: str) -> str | 
 
 
 async def validate_tlsalpn01(
-    va: ValidationAuthority, domain: str, key_authorization: str
+    va: ValidationAuthority, domain: str, key_authorization: str,
+    *, resolver: Resolver | None = None,
 ) -> ValidationRecord:
+    """``resolver`` defaults to the VA's own; a remote perspective (issue #6) passes its own."""
     port = va.config.tlsalpn01_port
     observed: dict[str, object] = {"port": port}
     try:
-        addrs = await va.resolve_addresses(domain)
-    except Exception as exc:
+        checked = await checked_addresses(va, domain, resolver)
+    except AddressRefused as exc:
+        observed["dnssec"] = exc.evidence
         return va.record(
             METHOD,
             domain,
             ok=False,
             observed=observed,
             problem="dns",
-            error=f"DNS problem looking up A/AAAA for {domain}: "
-            f"{getattr(exc, 'reason', type(exc).__name__)}",
+            error=f"DNS problem looking up A/AAAA for {domain}: {exc.reason}",
+            dnssec=exc.dnssec,
         )
+    record = functools.partial(va.record, dnssec=checked.dnssec)
+    if checked.dnssec is not None:
+        observed["dnssec"] = checked.evidence
+    addrs = checked.addresses
     if not addrs:
-        return va.record(
+        return record(
             METHOD,
             domain,
             ok=False,
@@ -99,7 +111,7 @@ async def validate_tlsalpn01(
                 va.config.timeout_seconds,
             )
         except ssl.SSLError as exc:
-            return va.record(
+            return record(
                 METHOD,
                 domain,
                 ok=False,
@@ -118,7 +130,7 @@ async def validate_tlsalpn01(
             writer.close()
         observed.update(address=addr, alpn=alpn)
         if alpn != ALPN:
-            return va.record(
+            return record(
                 METHOD,
                 domain,
                 ok=False,
@@ -128,7 +140,7 @@ async def validate_tlsalpn01(
             )
         reason = check_certificate(der or b"", domain, key_authorization)
         if reason:
-            return va.record(
+            return record(
                 METHOD,
                 domain,
                 ok=False,
@@ -136,5 +148,5 @@ async def validate_tlsalpn01(
                 problem="unauthorized",
                 error=f"{addr}:{port}: {reason}",
             )
-        return va.record(METHOD, domain, ok=True, observed=observed)
-    return va.record(METHOD, domain, ok=False, observed=observed, problem="connection", error=last)
+        return record(METHOD, domain, ok=True, observed=observed)
+    return record(METHOD, domain, ok=False, observed=observed, problem="connection", error=last)
