@@ -79,10 +79,12 @@ def keygen(keydir: Path, origin: str) -> Key:
     return Key(origin, keydir / out.strip())
 
 
-def zone_text(origin: str, records: list[str], *, ns: str = "ns") -> str:
-    """Unsigned zone text: SOA, NS ``ns.<origin>`` (glue 127.0.0.1) and ``records``."""
+def zone_text(origin: str, records: list[str], *, ns: str = "ns",
+              root_ns: str = "ns.test.") -> str:
+    """Unsigned zone text: SOA, NS ``ns.<origin>`` (glue 127.0.0.1) and ``records``.
+    The root's NS is ``root_ns``, whose glue ``records`` must carry."""
     origin = origin.rstrip(".") + "."
-    nsname = f"{ns}.{origin}" if origin != "." else "ns.test."
+    nsname = f"{ns}.{origin}" if origin != "." else root_ns
     head = [f"$ORIGIN {origin}", "$TTL 60",
             f"@ IN SOA {nsname} hostmaster.{nsname} 1 3600 600 86400 60", f"@ IN NS {nsname}"]
     if origin != ".":
