@@ -15,6 +15,7 @@ from kakuin.acme.http import acme_routes
 from kakuin.context import Context
 from kakuin.errors import NotFound
 from kakuin.http import problem_response
+from kakuin.perspective.routes import mpic_routes
 from kakuin.ra.http import retrieval_routes
 from kakuin.status.http import status_routes
 from kakuin.store.repos import CARepo
@@ -57,4 +58,5 @@ def create_app(ctx: Context) -> Starlette:
     routes += acme_routes(ctx)
     routes += status_routes(ctx)
     routes += retrieval_routes(ctx)
+    routes += mpic_routes(ctx)  # GET /metrics (issue #6)
     return Starlette(routes=routes)

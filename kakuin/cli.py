@@ -60,6 +60,9 @@ DataDir = Annotated[
         show_default="./kakuin-data",
     ),
 ]
+from kakuin.perspective import cli as perspective_cli  # noqa: E402
+
+perspective_cli.register(app, DataDir)  # kakuin perspective …, kakuin status (issue #6)
 
 
 def _ctx(data_dir: Path | None) -> Context:
@@ -263,6 +266,9 @@ def show(serial: str, data_dir: DataDir = None, pem: Annotated[bool, typer.Optio
     for k, v in rows:
         t.add_row(k, v)
     out.print(t)
+    evidence = perspective_cli.evidence_table(ctx.db, c.serial)  # MPIC evidence (issue #6)
+    if evidence is not None:
+        out.print(evidence)
 
 
 @app.command("list")

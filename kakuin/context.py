@@ -124,6 +124,11 @@ class Context:
     def va(self) -> ValidationAuthority:
         from kakuin.va import ValidationAuthority
 
+        if self.config.mpic.enabled:  # issue #6: every check corroborated by remote perspectives
+            from kakuin.va.mpic import CorroboratingVA
+
+            return CorroboratingVA.from_config(self.config.va, self.config.mpic, self.clock,
+                                               self.config.data_dir, self.db)
         return ValidationAuthority(self.config.va, self.clock)
 
     @cached_property

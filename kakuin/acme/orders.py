@@ -148,7 +148,7 @@ class OrderFlow:
             raise BadCSR("the CSR's names must be exactly the order's identifiers")
         key = csr.public_key()
         await run_in_threadpool(self._check_key, req, key)
-        await self._check_caa(req.acct, view)
+        caa = await self._check_caa(req.acct, view)
         claimed = await run_in_threadpool(self._claim, order_id)
         if not claimed:
             raise OrderNotReady("the order is already being finalized")
@@ -180,6 +180,10 @@ class OrderFlow:
         await run_in_threadpool(
             self._set_order, order_id, status="valid", certificate_serial=issued
         )
+        try:
+            await run_in_threadpool(self._link_evidence, view, caa, issued)
+        except Exception:  # issued already; the evidence rows stay, unlinked: say so loudly
+            log.exception("linking validation evidence to %s failed", issued)
         return await run_in_threadpool(self.acme.order, req.acct.id, order_id)
 
     def _check_key(self, req: Authenticated, key: Any) -> None:
@@ -191,7 +195,7 @@ class OrderFlow:
         with self.db.session() as s:
             check_key(key, profile.key_rules, BlockedKeyRepo(s).is_blocked)
 
-    async def _check_caa(self, account: ACMEAccount, view: OrderView) -> None:
+    async def _check_caa(self, account: ACMEAccount, view: OrderView) -> list[ValidationRecord]:
         """CAA for every name before every issuance (BR 3.2.2.8; RFC 8659)."""
         with self.db.session() as s:
             methods = {
@@ -206,13 +210,26 @@ class OrderFlow:
             )
             for a in view.authzs
         ]
-        for rec in await asyncio.gather(*checks):
+        records = await asyncio.gather(*checks)
+        for rec in records:
             if not rec.ok:
                 raise CAAError(
                     f"CAA forbids issuance for {rec.domain}: {rec.error or 'refused'}",
                     rule="caa",
                     field=rec.domain,
                 )
+        return list(records)
+
+    def _link_evidence(self, view: OrderView, caa: list[ValidationRecord], serial: str) -> None:
+        """Tie the validation evidence (MPIC, issue #6) of the order's challenges and
+        CAA checks to the certificate, for audit (kakuin show SERIAL)."""
+        from kakuin.va.evidence import check_ids_of, link_certificate
+
+        with self.db.session() as s:
+            valid = [c for c in AuthzRepo(s).challenges([a.id for a in view.authzs]) if c.status == "valid"]
+        items = [(cid, c.authz_id) for c in valid for cid in check_ids_of([c.record])]
+        link_certificate(self.db, serial, [*items, *check_ids_of(caa)], order_id=view.order.id,
+                         now=self.clock.now())
 
     def _claim(self, order_id: int) -> bool:
         with self.db.session() as s:
