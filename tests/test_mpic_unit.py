@@ -13,8 +13,7 @@ import pytest
 from kakuin.config import load_config
 from kakuin.context import Context
 from kakuin.errors import ConfigError
-from kakuin.perspective.auth import AuthError, NonceCache, sign_request, sign_response, verify_request, \
-    verify_response
+from kakuin.perspective.auth import AuthError, NonceCache, sign_request, sign_response, verify_request, verify_response
 from kakuin.perspective.client import RemoteResult
 from kakuin.perspective.settings import MPICConfig, PerspectiveSpec, br_allowed_failures
 from kakuin.va.evidence import check_ids_of, evidence_for, link_certificate
