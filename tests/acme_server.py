@@ -53,7 +53,9 @@ def write_config(data_dir: Path, *, base_url: str, listen: str, http01: int, tls
     text = cfg.read_text()
     text = text.replace('listen = "127.0.0.1:8080"', f'listen = "{listen}"', 1)
     text = text.replace('base_url = "http://127.0.0.1:8080"', f'base_url = "{base_url}"', 1)
-    text += f"\n[va]\nhttp01_port = {http01}\ntlsalpn01_port = {tlsalpn01}\ntimeout_seconds = 5\n"
+    # These tests resolve through the system resolver (names are overridden to
+    # loopback), which does not validate DNSSEC; tests/test_dnssec_*.py cover that.
+    text += f"\n[va]\nhttp01_port = {http01}\ntlsalpn01_port = {tlsalpn01}\ntimeout_seconds = 5\ndnssec = false\n"
     cfg.write_text(text + extra)
 
 
