@@ -343,6 +343,14 @@ def serve(data_dir: DataDir = None) -> None:  # type: ignore[assignment]
     from kakuin.status.http import start_background
 
     start_background(ctx)  # CRLs, OCSP responders and pre-signed responses
+    if ctx.config.portal.enabled:  # the officers' portal on its own mutual-TLS listener
+        import asyncio
+
+        from kakuin.portal.app import portal_config, serve_with_portal
+
+        main = uvicorn.Config(create_app(ctx), host=host, port=port, log_level="warning")
+        asyncio.run(serve_with_portal(main, portal_config(ctx)))
+        return
     uvicorn.run(create_app(ctx), host=host, port=port, log_level="warning")
 
 
@@ -354,11 +362,18 @@ def run(
     """Start kakuin on its embedded default: create the data directory and the dev
     hierarchy if needed, then serve and print what to do next."""
     data_dir = data_dir.resolve()
-    init_data_dir(data_dir, base_url=f"http://{listen}", listen=listen)
+    if init_data_dir(data_dir, base_url=f"http://{listen}", listen=listen):
+        with (data_dir / "kakuin.toml").open("a", encoding="utf-8") as fh:
+            fh.write("\n[portal]\nenabled = true  # the officers' portal (docs/portal.md)\n")
     ctx = Context.open(data_dir)
     created = ctx.hierarchy().ensure()
     if created:
         err.print(f"created the dev CA hierarchy: {', '.join(created)}")
+    if ctx.config.portal.enabled:
+        from kakuin.portal.onboarding import ensure_dev_officer
+
+        for line in ensure_dev_officer(ctx):
+            out.print(line, markup=False, highlight=False)
     serve(data_dir)
 
 

@@ -17,6 +17,9 @@ def next_steps(ctx: Context) -> list[str]:
         f"  CA certificates:  {base}/ca/<slug>.pem   (kakuin ca list shows the slugs)",
     ]
     lines += acme_steps(ctx)
+    from kakuin.portal.onboarding import portal_steps
+
+    lines += portal_steps(ctx)
     return lines
 
 

@@ -121,7 +121,8 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     # EAB
     "eab.title": ("EAB認証情報(ACME)", "EAB credentials (ACME)"),
     "eab.intro": (
-        "ACMEクライアント(certbot など)の登録に使う鍵識別子とHMACキーを発行します。HMACキーは発行時に一度だけ表示されます。",
+        "ACMEクライアント(certbot など)の登録に使う鍵識別子とHMACキーを発行します。"
+        "HMACキーは発行時に一度だけ表示されます。",
         "Key identifiers and HMAC keys for registering ACME clients such as certbot. "
         "The HMAC key is shown once, when it is issued.",
     ),
@@ -177,7 +178,8 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     ),
     "refused.no-certificate": (
         "クライアント証明書が提示されていません。ブラウザに登録担当者証明書(PKCS#12)をインポートしてから再度アクセスしてください。",
-        "No client certificate was presented. Import your officer certificate (PKCS#12) into the browser and try again.",
+        "No client certificate was presented. "
+        "Import your officer certificate (PKCS#12) into the browser and try again.",
     ),
     "refused.not-client-ca": (
         "提示された証明書は kakuin のクライアント認証CAが発行したものではありません。",
