@@ -56,11 +56,14 @@ def _reason_ext(code: int) -> bytes:
 _REASON_EXTS = {code: _reason_ext(code) for code in range(1, 11)}
 
 
+_DROP = str.maketrans("", "", "-: ")
+
+
 def _digits(value: object) -> str:
     """YYYYMMDDHHMMSS of a raw DB timestamp (ISO string from SQLite, or datetime)."""
     if isinstance(value, str):
         # "2025-06-01 12:34:56[.ffffff]" as SQLAlchemy stores it in SQLite (UTC)
-        return value[0:4] + value[5:7] + value[8:10] + value[11:13] + value[14:16] + value[17:19]
+        return value[:19].translate(_DROP)
     if isinstance(value, dt.datetime):
         return as_utc(value).strftime("%Y%m%d%H%M%S")
     raise TypeError(f"not a timestamp: {value!r}")
@@ -73,19 +76,36 @@ def _time(digits: str) -> bytes:
     return b"\x18\x0f" + digits.encode() + b"Z"
 
 
+_LEN = [bytes([i]) for i in range(128)]
+
+
 def encode_entries(rows: Iterable[RawEntry]) -> tuple[bytes, int]:
     """The DER revokedCertificates SEQUENCE and the number of entries.
 
     revokedCertificates ::= SEQUENCE OF SEQUENCE { userCertificate INTEGER,
-    revocationDate Time, crlEntryExtensions Extensions OPTIONAL }"""
+    revocationDate Time, crlEntryExtensions Extensions OPTIONAL }
+
+    The hot loop of a million-entry CRL: short-form lengths come from a table,
+    serials go hex → bytes directly, SQLite's ISO strings are sliced, not parsed.
+    """
     tlv = der.tlv
+    lens = _LEN
     reason_exts = _REASON_EXTS
+    fromhex = bytes.fromhex
+    drop = _DROP
     parts: list[bytes] = []
     append = parts.append
     for serial_hex, revoked, reason, invalidity in rows:
-        n = int(serial_hex, 16)
-        serial = n.to_bytes((n.bit_length() + 8) // 8, "big")  # leading 0 keeps it positive
-        body = b"\x02" + bytes([len(serial)]) + serial + _time(_digits(revoked))
+        if len(serial_hex) & 1:
+            serial_hex = "0" + serial_hex
+        serial = fromhex(serial_hex)
+        if serial[0] & 0x80:  # keep the INTEGER positive
+            serial = b"\x00" + serial
+        if type(revoked) is str and "1950" <= revoked[:4] < "2050":
+            when = b"\x17\x0d" + revoked[2:19].translate(drop).encode() + b"Z"
+        else:
+            when = _time(_digits(revoked))
+        body = b"\x02" + lens[len(serial)] + serial + when
         exts = b""
         # BR 7.2.2: reasonCode is omitted for unspecified (0).
         if reason:
@@ -95,7 +115,8 @@ def encode_entries(rows: Iterable[RawEntry]) -> tuple[bytes, int]:
             exts += tlv(0x30, _INVALIDITY_OID + tlv(0x04, b"\x18\x0f" + _digits(invalidity).encode() + b"Z"))
         if exts:
             body += tlv(0x30, exts)
-        append(tlv(0x30, body))
+        n = len(body)
+        append(b"\x30" + lens[n] + body if n < 128 else tlv(0x30, body))
     return tlv(0x30, b"".join(parts)), len(parts)
 
 
