@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from kakuin.config import load_config
 from kakuin.context import Context
@@ -224,3 +225,56 @@ def test_context_va_is_corroborating_when_enabled(make_ctx, tmp_path: Path) -> N
         assert ctx2.va.mpic.max_failures == 1
     finally:
         ctx2.db.dispose()
+
+
+# -- the TSV path ---------------------------------------------------------------------
+
+def _tsv_ra(make_ctx, remotes: list[FakeRemote], monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    from kakuin.clock import UTC
+    from kakuin.ra.services import RA
+    from kakuin.ra.tsv.apply import caa_with
+    from tests.ra_helpers import setup_institution
+
+    from kakuin.clock import FixedClock
+
+    at = dt.datetime(2025, 6, 2, tzinfo=UTC)
+    base = make_ctx(at)
+    cfg = base.config.data_dir / "kakuin.toml"
+    cfg.write_text(cfg.read_text() + "\n[ra]\ncheck_caa = true\n")
+    ra = RA(Context.open(base.config.data_dir, clock=FixedClock(at)))
+    setup_institution(ra)
+
+    async def primary(self, domain, *, account_uri, method, wildcard):  # type: ignore[no-untyped-def]
+        return self.record("caa", domain, ok=True, observed={"primary": True})
+
+    monkeypatch.setattr("kakuin.va.ValidationAuthority.check_caa", primary)
+    ra.tsv.caa = caa_with(_va(ra.ctx, remotes))
+    return ra
+
+
+def test_tsv_caa_is_corroborated_and_linked(make_ctx, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from tests.helpers import ec_key
+    from tests.ra_helpers import INST, OP, server_fields, tsv
+
+    ra = _tsv_ra(make_ctx, [FakeRemote(f"p{i}", ok=i != 5) for i in range(1, 6)], monkeypatch)
+    report = ra.tsv.apply(tsv([server_fields(ec_key(ec.SECP384R1()))]), institution=INST, actor=OP)
+    [row] = report.results
+    assert row.ok and row.serial
+    rows = evidence_for(ra.ctx.db, row.serial)
+    assert [(e.perspective, e.corroborates) for e in rows] == [
+        ("primary", True), ("p1", True), ("p2", True), ("p3", True), ("p4", True), ("p5", False)]
+
+
+def test_tsv_row_refused_naming_perspectives(make_ctx, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from kakuin.ra.tsv.parse import TSVRefused
+    from tests.helpers import ec_key
+    from tests.ra_helpers import INST, OP, server_fields, tsv
+
+    ra = _tsv_ra(make_ctx, [FakeRemote(f"p{i}", ok=i < 4) for i in range(1, 6)], monkeypatch)
+    with pytest.raises(TSVRefused) as e:
+        ra.tsv.apply(tsv([server_fields(ec_key(ec.SECP384R1()))]), institution=INST, actor=OP)
+    [err] = e.value.errors
+    assert err.rule == "caa" and "error 338" in err.message_en and "338" in err.message_ja
+    assert "p4 (" in err.message_en and "p5 (" in err.message_en

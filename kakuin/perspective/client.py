@@ -8,8 +8,10 @@ quorum they all mean the same thing — this perspective did not corroborate.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +21,8 @@ from kakuin.perspective.auth import sign_request, verify_response
 from kakuin.perspective.service import CHECK_PATH
 
 __all__ = ["PerspectiveClient", "RemoteResult"]
+
+_POOL: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +51,18 @@ class PerspectiveClient:
         self._http = http
 
     def _client(self) -> httpx.AsyncClient:
-        # One client per event loop: the TSV path runs checks under asyncio.run.
         return httpx.AsyncClient(timeout=self.timeout, trust_env=False)
+
+    def _shared(self) -> httpx.AsyncClient:
+        """One pooled client per event loop, shared by every perspective (keep-alive;
+        building a client costs an SSL context). Loops die with asyncio.run (TSV path);
+        their clients go with them."""
+        loop = asyncio.get_running_loop()
+        client = _POOL.get(loop)
+        if client is None or client.is_closed:
+            client = _POOL[loop] = httpx.AsyncClient(timeout=self.timeout, trust_env=False,
+                                                     limits=httpx.Limits(max_keepalive_connections=64))
+        return client
 
     async def check(self, request: dict[str, Any]) -> RemoteResult:
         started = time.perf_counter()
@@ -60,12 +74,8 @@ class PerspectiveClient:
             return RemoteResult(self.name, latency=time.perf_counter() - started, **kw)
 
         try:
-            if self._http is not None:
-                resp = await self._http.post(self.url + CHECK_PATH, content=body, headers=headers,
-                                             timeout=self.timeout)
-            else:
-                async with self._client() as http:
-                    resp = await http.post(self.url + CHECK_PATH, content=body, headers=headers)
+            http = self._http or self._shared()
+            resp = await http.post(self.url + CHECK_PATH, content=body, headers=headers, timeout=self.timeout)
         except httpx.TimeoutException:
             return done(ok=False, outcome="timeout", problem="connection",
                         error=f"no answer within {self.timeout:g}s")

@@ -43,6 +43,7 @@ from kakuin.ra.tsv.messages import policy_message
 from kakuin.ra.tsv.parse import RowError, TSVRefused, decode, split
 from kakuin.store.db import Database
 from kakuin.store.repos import BlockedKeyRepo, CertificateRepo, InstitutionRepo
+from kakuin.va.evidence import collecting, link_certificate
 
 if TYPE_CHECKING:
     from kakuin.acme.eab import EABService
@@ -185,7 +186,8 @@ class TSVService:
     ) -> ApplyReport:
         """Apply the file: all rows, or none (TSVRefused) unless ``row_by_row``,
         in which case good rows are applied and bad ones reported."""
-        report = self.check(data, institution=institution, actor=actor, kind=kind)
+        with collecting() as checks:  # MPIC evidence of the CAA checks, by name (issue #6)
+            report = self.check(data, institution=institution, actor=actor, kind=kind)
         digest = hashlib.sha256(data).hexdigest()
         if report.errors and (not row_by_row or not report.checked):
             self._record(
@@ -205,6 +207,11 @@ class TSVService:
         )
         if report.kind in (TSVKind.SERVER_ISSUE, TSVKind.SERVER_RENEW):
             results = self._server([r for r in report.checked if isinstance(r, ServerRow)], institution, actor, app_id)
+            for r in results:
+                if r.ok and r.serial:
+                    row = next(x for x in report.checked if x.row == r.row)
+                    names = row.dns_names  # type: ignore[union-attr]
+                    link_certificate(self.db, r.serial, [c for n in names for c in checks.get(n.removeprefix("*."), [])])
         elif report.kind is TSVKind.CLIENT_ISSUE:
             results = self._client([r for r in report.checked if isinstance(r, ClientRow)], institution, actor, app_id)
         elif report.kind is TSVKind.REVOKE:
