@@ -94,7 +94,12 @@ class PortalServer:
         enable_portal(data_dir, self.portal_port)
         self.url = f"http://127.0.0.1:{self.port}"
         self.portal_url = f"https://127.0.0.1:{self.portal_port}"
-        env = dict(os.environ, KAKUIN_DATA_DIR=str(data_dir), KAKUIN_LISTEN=f"127.0.0.1:{self.port}")
+        env = dict(
+            os.environ,
+            KAKUIN_DATA_DIR=str(data_dir),
+            KAKUIN_LISTEN=f"127.0.0.1:{self.port}",
+            KAKUIN_BASE_URL=self.url,
+        )
         self.log = data_dir / "serve.log"
         self._log = self.log.open("wb")
         self.proc = subprocess.Popen(

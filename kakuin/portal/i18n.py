@@ -39,6 +39,10 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "今後{weeks}週間に有効期限を迎える証明書の数を週ごとに示します。",
         "Certificates reaching their expiry in each of the next {weeks} weeks.",
     ),
+    "dash.chart_empty": (
+        "この期間に有効期限を迎える証明書はありません。",
+        "No certificate expires in this period.",
+    ),
     "dash.week_of": ("週の始まり", "Week of"),
     "dash.count": ("件数", "Count"),
     "dash.pending": ("未処理の失効申請", "Open revocation requests"),

@@ -104,8 +104,18 @@ def expiry_chart(buckets: list[tuple[dt.date, int]], weeks: int, now: dt.date) -
                 "cx": round(left + i * bw + bw / 2, 1),
             }
         )
-    ticks = [{"v": v, "y": round(10 + plot_h - plot_h * v / nice, 1)} for v in (0, nice // 2, nice) if v or v == 0]
-    return {"bars": bars, "ticks": ticks, "width": width, "height": height, "left": left, "base": 10 + plot_h}
+    marks = sorted({0, nice // 2, nice}) if nice >= 2 else [0, 1]
+    ticks = [{"v": v, "y": round(10 + plot_h - plot_h * v / nice, 1)} for v in marks]
+    total = sum(c for _, c in series)
+    return {
+        "bars": bars,
+        "ticks": ticks,
+        "total": total,
+        "width": width,
+        "height": height,
+        "left": left,
+        "base": 10 + plot_h,
+    }
 
 
 def page_routes(portal: Portal) -> list[BaseRoute]:
@@ -148,12 +158,10 @@ def page_routes(portal: Portal) -> list[BaseRoute]:
         stats = await call(ra.stats.institution_stats, actor=identity.actor, weeks=weeks)
         pending = await call(portal.certs.pending_revocations, actor=identity.actor)
         now = ra.ctx.clock.now()
-        total: dict[tuple[dt.date], int] = {}
         buckets: dict[dt.date, int] = {}
         for s in stats:
             for b in s.expiring_by_week:
                 buckets[b.week_start] = buckets.get(b.week_start, 0) + b.count
-        _ = total
         chart = expiry_chart(sorted(buckets.items()), weeks, now.date())
         return page(
             request,
