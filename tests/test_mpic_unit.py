@@ -232,12 +232,10 @@ def test_context_va_is_corroborating_when_enabled(make_ctx, tmp_path: Path) -> N
 def _tsv_ra(make_ctx, remotes: list[FakeRemote], monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     import datetime as dt
 
-    from kakuin.clock import UTC
+    from kakuin.clock import UTC, FixedClock
     from kakuin.ra.services import RA
     from kakuin.ra.tsv.apply import caa_with
     from tests.ra_helpers import setup_institution
-
-    from kakuin.clock import FixedClock
 
     at = dt.datetime(2025, 6, 2, tzinfo=UTC)
     base = make_ctx(at)
