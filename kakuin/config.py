@@ -21,6 +21,8 @@ from kakuin.errors import ConfigError
 from kakuin.policy.profiles import DEFAULT_CPS_OID, Purpose
 from kakuin.policy.validity import OverLimit
 from kakuin.ra.settings import MailConfig, RAConfig
+from kakuin.perspective.settings import MPICConfig
+from kakuin.portal.settings import PortalConfig
 
 CONFIG_NAME = "kakuin.toml"
 
@@ -163,6 +165,8 @@ class Config(_Model):
     acme: ACMEConfig = ACMEConfig()
     mail: MailConfig = MailConfig()
     ra: RAConfig = RAConfig()
+    mpic: MPICConfig = MPICConfig()  # issue #6: remote perspectives (kakuin.va.mpic)
+    portal: PortalConfig = PortalConfig()  # officers' portal and REST API (mutual TLS)
 
     @property
     def database_url(self) -> str:
