@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import func, or_, select
+from sqlalchemy import false, func, or_, select
 
 from kakuin.clock import Clock, as_utc
 from kakuin.errors import KakuinError, NotFound, Unauthorized
@@ -154,7 +154,7 @@ class CertificateService:
                 like = f"%{text.lower()}%"
                 q = q.where(
                     or_(
-                        Certificate.serial.like(f"{serial_like}%") if serial_like.isalnum() else False,
+                        Certificate.serial.like(f"{serial_like}%") if serial_like.isalnum() else false(),
                         func.lower(Certificate.subject + " " + Certificate.sans).like(like),
                     )
                 )
