@@ -3,8 +3,8 @@
 ``certificate_chains`` is the one function that says which: the first is the
 default (the issuing intermediate up to, not including, its root); the others
 are alternates, served at ``/acme/cert/<serial>/<n>`` and linked with
-rel="alternate". There are none today; the incident work adds cross-signed
-chains here.
+rel="alternate": the same chain extended by a cross-certificate of its root
+(``kakuin ca cross-sign``), for clients that trust only the older root.
 """
 
 from __future__ import annotations
@@ -38,8 +38,19 @@ def default_chain(s: Session, cert: Certificate) -> Chain:
 
 
 def alternate_chains(s: Session, cert: Certificate) -> list[Chain]:
-    """Alternate chains (cross-signed paths); empty until cross-signs exist."""
-    return []
+    """Alternate chains: the default chain followed by a cross-certificate of its
+    root issued by another (older) root, one per valid cross-certificate."""
+    from kakuin.ca.rotation import cross_certificates_for
+
+    repo = CARepo(s)
+    ca = repo.by_id(cert.issuer_id)
+    while ca.parent_id is not None and ca.kind != "root":
+        ca = repo.by_id(ca.parent_id)
+    if ca.kind != "root":
+        return []
+    default = default_chain(s, cert)
+    return [Chain((*default.certificates, x), default.issuer_slug)
+            for x in cross_certificates_for(s, ca.id)]
 
 
 def certificate_chains(s: Session, cert: Certificate) -> list[Chain]:

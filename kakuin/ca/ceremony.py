@@ -82,8 +82,14 @@ class LogVerification:
 
 
 def _canonical(seq: int, at: dt.datetime, actor: str, action: str, ca_slug: str | None, details: str) -> bytes:
-    body = {"seq": seq, "at": as_utc(at).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "actor": actor,
-            "action": action, "ca": ca_slug, "details": json.loads(details)}
+    body = {
+        "seq": seq,
+        "at": as_utc(at).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "actor": actor,
+        "action": action,
+        "ca": ca_slug,
+        "details": json.loads(details),
+    }
     return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
 
 
@@ -103,8 +109,15 @@ class CeremonyLog:
             return self.keys.generate(LOG_KEY_LABEL, KeyType.P256)
         return self._ref
 
-    def append(self, action: str, *, actor: str, ca_slug: str | None = None,
-               details: dict[str, object] | None = None, session: Session | None = None) -> str:
+    def append(
+        self,
+        action: str,
+        *,
+        actor: str,
+        ca_slug: str | None = None,
+        details: dict[str, object] | None = None,
+        session: Session | None = None,
+    ) -> str:
         """Append one signed entry; returns its hash. With ``session`` the entry is
         written in the caller's transaction (so the act and its record commit together)."""
         if session is not None:
@@ -122,19 +135,34 @@ class CeremonyLog:
 
     def _public_pem(self) -> str:
         signer = self.keys.signer(self._signer_ref())
-        return signer.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        return (
+            signer.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
 
-    def _write(self, s: Session, seq: int, prev: str, action: str, actor: str, ca_slug: str | None,
-               details: dict[str, object]) -> str:
+    def _write(
+        self, s: Session, seq: int, prev: str, action: str, actor: str, ca_slug: str | None, details: dict[str, object]
+    ) -> str:
         at = self.clock.now()
         text = json.dumps(details, sort_keys=True, ensure_ascii=False, default=str)
         h = _hash(prev, _canonical(seq, at, actor, action, ca_slug, text))
         signer = self.keys.signer(self._signer_ref())
         # ECDSA-with-SHA256 over the 32 bytes of the entry hash.
         sig = signer.sign(bytes.fromhex(h), hashes.SHA256())
-        s.add(KeyCeremonyEntry(seq=seq, at=at, actor=actor, action=action, ca_slug=ca_slug, details=text,
-                               prev_hash=prev, entry_hash=h, signature=sig.hex()))
+        s.add(
+            KeyCeremonyEntry(
+                seq=seq,
+                at=at,
+                actor=actor,
+                action=action,
+                ca_slug=ca_slug,
+                details=text,
+                prev_hash=prev,
+                entry_hash=h,
+                signature=sig.hex(),
+            )
+        )
         s.flush()
         return h
 
@@ -178,8 +206,7 @@ def verify_entries(rows: Sequence[KeyCeremonyEntry]) -> LogVerification:
         except (InvalidSignature, ValueError):
             problems.append(f"entry {r.seq}: bad signature")
             ok = False
-        out.append(LogEntry(r.seq, as_utc(r.at), r.actor, r.action, r.ca_slug, json.loads(r.details),
-                            r.entry_hash, ok))
+        out.append(LogEntry(r.seq, as_utc(r.at), r.actor, r.action, r.ca_slug, json.loads(r.details), r.entry_hash, ok))
         prev = r.entry_hash
     return LogVerification(tuple(out), fingerprint, tuple(problems))
 

@@ -45,8 +45,14 @@ if TYPE_CHECKING:
     from kakuin.context import Context
 
 # RFC 5280 §5.3.1 reasons that make sense for a CA certificate on an ARL.
-CA_REASONS = {"unspecified": 0, "keycompromise": 1, "cacompromise": 2, "affiliationchanged": 3,
-              "superseded": 4, "cessationofoperation": 5}
+CA_REASONS = {
+    "unspecified": 0,
+    "keycompromise": 1,
+    "cacompromise": 2,
+    "affiliationchanged": 3,
+    "superseded": 4,
+    "cessationofoperation": 5,
+}
 
 
 def parse_ca_reason(value: str | int) -> int:
@@ -115,11 +121,12 @@ def next_slug(slug: str, generation: int) -> str:
     return re.sub(r"-g\d+$", "", slug) + f"-g{generation}"
 
 
-def cross_certificates_for(s: Session, root_id: int, at: dt.datetime) -> list[x509.Certificate]:
-    """Unrevoked, currently valid cross-certificates of the root ``root_id``."""
-    rows = s.scalars(select(CrossCertificate).where(
-        CrossCertificate.subject_ca_id == root_id, CrossCertificate.revoked_at.is_(None),
-        CrossCertificate.not_after > at, CrossCertificate.not_before <= at).order_by(CrossCertificate.id))
+def cross_certificates_for(s: Session, root_id: int, at: dt.datetime | None = None) -> list[x509.Certificate]:
+    """Unrevoked cross-certificates of the root ``root_id`` (valid at ``at`` when given)."""
+    q = select(CrossCertificate).where(CrossCertificate.subject_ca_id == root_id, CrossCertificate.revoked_at.is_(None))
+    if at is not None:
+        q = q.where(CrossCertificate.not_after > at, CrossCertificate.not_before <= at)
+    rows = s.scalars(q.order_by(CrossCertificate.id))
     return [x509.load_der_x509_certificate(r.der) for r in rows]
 
 
@@ -129,8 +136,16 @@ class RotationService:
         self.log = CeremonyLog(ctx.db, ctx.keys, ctx.clock)
 
     # -- generations -------------------------------------------------------
-    def rotate(self, purpose: str, *, under: str | None = None, at: dt.datetime | None = None,
-               key_type: KeyType | None = None, months: int | None = None, actor: str = "operator") -> Rotated:
+    def rotate(
+        self,
+        purpose: str,
+        *,
+        under: str | None = None,
+        at: dt.datetime | None = None,
+        key_type: KeyType | None = None,
+        months: int | None = None,
+        actor: str = "operator",
+    ) -> Rotated:
         """Create the next generation of the ``purpose`` intermediate. It issues
         from ``at`` (default: now); until then the current one goes on."""
         now = self.ctx.clock.now()
@@ -152,30 +167,59 @@ class RotationService:
         if slug in taken:
             raise KakuinError(f"a CA named {slug} exists already")
         kt = key_type or KeyType(current.key_type)
-        spec = IntermediateSpec(slug=slug, name=next_name(current.name, gen), purpose=p, parent=parent.slug,
-                                key_type=kt, months=months or 120, generation=gen, path_length=0)
+        spec = IntermediateSpec(
+            slug=slug,
+            name=next_name(current.name, gen),
+            purpose=p,
+            parent=parent.slug,
+            key_type=kt,
+            months=months or 120,
+            generation=gen,
+            path_length=0,
+        )
         active_from = (at or now).replace(microsecond=0)
         row = self.ctx.hierarchy().create_intermediate(spec, active_from=active_from)
         self.ctx.authorities.forget()
-        self.log.append("rotate", actor=actor, ca_slug=slug, details={
-            "purpose": p.value, "generation": gen, "parent": parent.slug, "previous": current.slug,
-            "active_from": active_from.isoformat(), "serial": row.serial, "key": f"{row.key_backend}:{row.key_label}",
-            "not_after": as_utc(row.not_after).isoformat()})
+        self.log.append(
+            "rotate",
+            actor=actor,
+            ca_slug=slug,
+            details={
+                "purpose": p.value,
+                "generation": gen,
+                "parent": parent.slug,
+                "previous": current.slug,
+                "active_from": active_from.isoformat(),
+                "serial": row.serial,
+                "key": f"{row.key_backend}:{row.key_label}",
+                "not_after": as_utc(row.not_after).isoformat(),
+            },
+        )
         return Rotated(slug, spec.name, p.value, gen, parent.slug, active_from, current.slug)
 
-    def new_root(self, slug: str, name: str, key_type: KeyType, *, months: int = 300,
-                 actor: str = "operator") -> CertificateAuthority:
+    def new_root(
+        self, slug: str, name: str, key_type: KeyType, *, months: int = 300, actor: str = "operator"
+    ) -> CertificateAuthority:
         with self.ctx.db.session() as s:
             if slug in {c.slug for c in CARepo(s).all()}:
                 raise KakuinError(f"a CA named {slug} exists already")
         row = self.ctx.hierarchy().create_root(RootSpec(slug=slug, name=name, key_type=key_type, months=months))
-        self.log.append("new-root", actor=actor, ca_slug=slug, details={
-            "name": name, "serial": row.serial, "key": f"{row.key_backend}:{row.key_label}",
-            "not_after": as_utc(row.not_after).isoformat()})
+        self.log.append(
+            "new-root",
+            actor=actor,
+            ca_slug=slug,
+            details={
+                "name": name,
+                "serial": row.serial,
+                "key": f"{row.key_backend}:{row.key_label}",
+                "not_after": as_utc(row.not_after).isoformat(),
+            },
+        )
         return row
 
-    def cross_sign(self, new_root: str, *, by: str, months: int | None = None,
-                   actor: str = "operator") -> x509.Certificate:
+    def cross_sign(
+        self, new_root: str, *, by: str, months: int | None = None, actor: str = "operator"
+    ) -> x509.Certificate:
         """A certificate for ``new_root``'s key and name, issued by the root ``by``
         (BR 7.1.2.2, cross-certified subordinate CA, TLS only)."""
         now = self.ctx.clock.now().replace(microsecond=0)
@@ -192,30 +236,53 @@ class RotationService:
             not_after = min(not_after, _add_months(now, months) - SECOND)
         # BR 7.1.2.2.6: restricted to TLS (id-kp-serverAuth): the cross path
         # is for TLS clients that trust only the old root (ACME alternate chains).
-        profile = dataclasses.replace(sub_ca_profile(Purpose.TLS_RSA, months=months or 120, path_length=None),
-                                      name="cross-certificate")
+        profile = dataclasses.replace(
+            sub_ca_profile(Purpose.TLS_RSA, months=months or 120, path_length=None), name="cross-certificate"
+        )
         ca_issuers, _ocsp, arl = urls(self.ctx.config.server.pki_url, issuer.slug)
         info = IssuerInfo(issuer_cert.subject, issuer_cert.public_key(), ca_issuers, None, arl)
-        builder = (x509.CertificateBuilder().subject_name(subject_cert.subject).issuer_name(issuer_cert.subject)
-                   .public_key(subject_cert.public_key()).serial_number(random_serial())
-                   .not_valid_before(now).not_valid_after(not_after))
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject_cert.subject)
+            .issuer_name(issuer_cert.subject)
+            .public_key(subject_cert.public_key())
+            .serial_number(random_serial())
+            .not_valid_before(now)
+            .not_valid_after(not_after)
+        )
         for ext, critical in extensions_for(profile, subject_public_key=subject_cert.public_key(), issuer=info):
             builder = builder.add_extension(ext, critical=critical)
         lint = self.ctx.linter if self.ctx.config.policy.lint else None
         cert = sign_certificate(builder, signer, lint, profile)
         with self.ctx.db.session() as s:
-            s.add(CrossCertificate(subject_ca_id=subject.id, issuer_ca_id=issuer.id,
-                                   serial=format(cert.serial_number, "x"), der=cert.public_bytes(Encoding.DER),
-                                   not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
-                                   created_at=self.ctx.clock.now()))
-            self.log.append("cross-sign", actor=actor, ca_slug=new_root, session=s, details={
-                "issuer": by, "serial": format(cert.serial_number, "x"),
-                "not_after": cert.not_valid_after_utc.isoformat()})
+            s.add(
+                CrossCertificate(
+                    subject_ca_id=subject.id,
+                    issuer_ca_id=issuer.id,
+                    serial=format(cert.serial_number, "x"),
+                    der=cert.public_bytes(Encoding.DER),
+                    not_before=cert.not_valid_before_utc,
+                    not_after=cert.not_valid_after_utc,
+                    created_at=self.ctx.clock.now(),
+                )
+            )
+            self.log.append(
+                "cross-sign",
+                actor=actor,
+                ca_slug=new_root,
+                session=s,
+                details={
+                    "issuer": by,
+                    "serial": format(cert.serial_number, "x"),
+                    "not_after": cert.not_valid_after_utc.isoformat(),
+                },
+            )
         return cert
 
     # -- revocation of a CA ------------------------------------------------
-    def schedule_revocation(self, slug: str, *, at: dt.datetime, reason: int | str = "superseded",
-                            actor: str = "operator") -> ScheduledRevocation:
+    def schedule_revocation(
+        self, slug: str, *, at: dt.datetime, reason: int | str = "superseded", actor: str = "operator"
+    ) -> ScheduledRevocation:
         code = parse_ca_reason(reason)
         with self.ctx.db.session() as s:
             ca = CARepo(s).by_slug(slug)
@@ -225,20 +292,29 @@ class RotationService:
                 raise KakuinError(f"{slug} is already revoked")
             row = s.get(ScheduledCARevocation, ca.id)
             if row is None:
-                row = ScheduledCARevocation(ca_id=ca.id, at=at, reason=code, scheduled_by=actor,
-                                            created_at=self.ctx.clock.now())
+                row = ScheduledCARevocation(
+                    ca_id=ca.id, at=at, reason=code, scheduled_by=actor, created_at=self.ctx.clock.now()
+                )
                 s.add(row)
             else:
                 row.at, row.reason, row.scheduled_by = at, code, actor
-            self.log.append("revocation-scheduled", actor=actor, ca_slug=slug, session=s,
-                            details={"at": at.isoformat(), "reason": code})
+            self.log.append(
+                "revocation-scheduled",
+                actor=actor,
+                ca_slug=slug,
+                session=s,
+                details={"at": at.isoformat(), "reason": code},
+            )
         applied = self.apply_due()
         return ScheduledRevocation(slug, at, code, slug in applied)
 
     def scheduled(self) -> list[ScheduledRevocation]:
         with self.ctx.db.session() as s:
-            rows = s.execute(select(ScheduledCARevocation, CertificateAuthority.slug).join(
-                CertificateAuthority, CertificateAuthority.id == ScheduledCARevocation.ca_id)).all()
+            rows = s.execute(
+                select(ScheduledCARevocation, CertificateAuthority.slug).join(
+                    CertificateAuthority, CertificateAuthority.id == ScheduledCARevocation.ca_id
+                )
+            ).all()
             return [ScheduledRevocation(slug, as_utc(r.at), r.reason, r.applied_at is not None) for r, slug in rows]
 
     def apply_due(self, actor: str = "scheduler") -> list[str]:
@@ -247,14 +323,22 @@ class RotationService:
         now = self.ctx.clock.now()
         done: list[tuple[str, int | None]] = []
         with self.ctx.db.session() as s:
-            rows = s.scalars(select(ScheduledCARevocation).where(
-                ScheduledCARevocation.applied_at.is_(None), ScheduledCARevocation.at <= now)).all()
+            rows = s.scalars(
+                select(ScheduledCARevocation).where(
+                    ScheduledCARevocation.applied_at.is_(None), ScheduledCARevocation.at <= now
+                )
+            ).all()
             for r in rows:
                 ca = CARepo(s).by_id(r.ca_id)
                 if ca.status != "revoked":
                     ca.status, ca.revoked_at, ca.revocation_reason = "revoked", as_utc(r.at), r.reason
-                    self.log.append("revoked", actor=actor, ca_slug=ca.slug, session=s, details={
-                        "revoked_at": as_utc(r.at).isoformat(), "reason": r.reason, "serial": ca.serial})
+                    self.log.append(
+                        "revoked",
+                        actor=actor,
+                        ca_slug=ca.slug,
+                        session=s,
+                        details={"revoked_at": as_utc(r.at).isoformat(), "reason": r.reason, "serial": ca.serial},
+                    )
                 r.applied_at = now
                 done.append((ca.slug, ca.parent_id))
         for _slug, parent in done:
@@ -265,8 +349,9 @@ class RotationService:
         return [slug for slug, _ in done]
 
     # -- key destruction ---------------------------------------------------
-    def destroy_key(self, slug: str, *, actor: str = "operator", witnesses: tuple[str, ...] = (),
-                    force: bool = False) -> dict[str, object]:
+    def destroy_key(
+        self, slug: str, *, actor: str = "operator", witnesses: tuple[str, ...] = (), force: bool = False
+    ) -> dict[str, object]:
         """Destroy a CA's private key for ever. Refused while the CA may still
         sign (not revoked and not expired) unless ``force``. Its CRLs are signed
         one last time first, so relying parties keep a final answer."""
@@ -276,8 +361,10 @@ class RotationService:
         if ca.key_destroyed_at is not None:
             raise KakuinError(f"the key of {slug} was destroyed on {as_utc(ca.key_destroyed_at):%Y-%m-%d}")
         if not force and ca.status != "revoked" and as_utc(ca.not_after) > now:
-            raise KakuinError(f"{slug} is {ca.status} and valid until {as_utc(ca.not_after):%Y-%m-%d}: "
-                              "revoke it first (kakuin ca revoke) or pass --force")
+            raise KakuinError(
+                f"{slug} is {ca.status} and valid until {as_utc(ca.not_after):%Y-%m-%d}: "
+                "revoke it first (kakuin ca revoke) or pass --force"
+            )
         ref = KeyRef(ca.key_backend, ca.key_label, KeyType(ca.key_type))
         final_crls = 0
         if self.ctx.keys.exists(ref):
@@ -290,8 +377,13 @@ class RotationService:
         if not gone:
             raise KakuinError(f"key {ref} still exists after destruction")
         self.ctx.authorities.forget(ca.id)
-        details: dict[str, object] = {"key": str(ref), "key_type": ca.key_type, "final_crls": final_crls,
-                                      "witnesses": list(witnesses), "verified_absent": gone}
+        details: dict[str, object] = {
+            "key": str(ref),
+            "key_type": ca.key_type,
+            "final_crls": final_crls,
+            "witnesses": list(witnesses),
+            "verified_absent": gone,
+        }
         with self.ctx.db.session() as s:
             row = CARepo(s).by_id(ca.id)
             row.key_destroyed_at = now

@@ -206,6 +206,9 @@ def status_routes(ctx: Context) -> list[BaseRoute]:
 def refresh_once(ctx: Context) -> None:
     """One background pass: responders renewed, CRLs re-signed when due or
     invalidated, OCSP responses pre-signed or refreshed."""
+    from kakuin.ca.rotation import RotationService
+
+    RotationService(ctx).apply_due()  # scheduled CA revocations reach their root's ARL (issue #7)
     ctx.ocsp.responders.ensure_all()
     ctx.crls.refresh_due()
     while ctx.ocsp.refresh_due(limit=500) == 500:
