@@ -180,18 +180,3 @@ class EABService:
                 "revoked, expired or already used"
             )
         return cred, self.keyring.open(cred.kid, cred.hmac_encrypted)
-
-    def allowed_domains(
-        self, s: Session, cred_id: int | None, institution_id: int | None
-    ) -> list[str] | None:
-        """The names an account may order: the credential's list, else its institution's."""
-        if institution_id is None:
-            return None
-        if cred_id is not None:
-            from kakuin.acme.models import EABCredential as C
-
-            cred = s.get(C, cred_id)
-            if cred is not None and cred.domains.strip():
-                return cred.domains.split()
-        inst = InstitutionRepo(s).by_id(institution_id)
-        return [d.domain for d in inst.domains if d.approved]

@@ -1,15 +1,22 @@
 """ACME over HTTP (RFC 8555): thin routes. Each one authenticates the JWS,
 calls one service method and renders the object; errors become problem
 documents through ``kakuin.acme.problems`` only. Every response to a POST
-carries a fresh Replay-Nonce (§6.5) and a Link to the directory (§7.1)."""
+carries a fresh Replay-Nonce (§6.5) and a Link to the directory (§7.1).
+
+The database work of a request (authentication, nonce, the service call) runs
+in one thread-pool hop (``authed``); the event loop only parses and renders.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -20,6 +27,7 @@ from kakuin.acme import objects
 from kakuin.acme.chains import certificate_chains
 from kakuin.acme.errors import Malformed
 from kakuin.acme.problems import problem_for
+from kakuin.acme.service import Authenticated
 from kakuin.errors import KakuinError, NotFound
 from kakuin.http import problem_response
 
@@ -29,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 JOSE = "application/jose+json"
 Handler = Callable[[Request], Awaitable[Response]]
+T = TypeVar("T")
 # The nonce for this request's response, issued in the authentication transaction.
 _NEXT_NONCE: ContextVar[str | None] = ContextVar("acme_next_nonce", default=None)
 
@@ -38,6 +47,7 @@ def acme_routes(ctx: Context) -> list[BaseRoute]:
         return []
     acme, flow, ari = ctx.acme.service, ctx.acme.flow, ctx.acme.ari
     urls = acme.urls
+    index_link = f'<{urls.directory}>;rel="index"'
 
     async def nonce_headers(headers: dict[str, str] | None = None) -> dict[str, str]:
         nonce = _NEXT_NONCE.get()
@@ -45,12 +55,9 @@ def acme_routes(ctx: Context) -> list[BaseRoute]:
             _NEXT_NONCE.set(None)  # issued with the request's redemption; use it once
         else:
             nonce = await run_in_threadpool(acme.new_nonce)
-        h = {
-            "Replay-Nonce": nonce,
-            "Link": f'<{urls.directory}>;rel="index"',
-            "Cache-Control": "no-store",
-        }
-        h.update(headers or {})
+        h = {"Replay-Nonce": nonce, "Link": index_link, "Cache-Control": "no-store"}
+        if headers:
+            h.update(headers)
         return h
 
     def guarded(fn: Handler) -> Handler:
@@ -68,41 +75,61 @@ def acme_routes(ctx: Context) -> list[BaseRoute]:
 
         return wrapper
 
-    async def post(request: Request, use: str = "kid"):  # type: ignore[no-untyped-def]
+    async def authed(
+        request: Request, work: Callable[[Authenticated], T], use: str = "kid"
+    ) -> tuple[Authenticated, T]:
+        """Authenticate the POST and run ``work`` on it, in one thread-pool hop.
+        The response's nonce, issued with the redemption, is kept for the
+        response even when ``work`` refuses."""
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != JOSE:
             raise Malformed(f"Content-Type must be {JOSE}")
         body = await request.body()
-        url = urls.base + request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        req = await run_in_threadpool(acme.authenticate, body, url, use=use)
-        _NEXT_NONCE.set(req.next_nonce)
-        return req
+        query = request.scope.get("query_string", b"")
+        url = urls.base + request.scope["path"] + (f"?{query.decode('latin-1')}" if query else "")
+        issued: list[str | None] = []
+
+        def job() -> tuple[Authenticated, T]:
+            req = acme.authenticate(body, url, use=use)
+            issued.append(req.next_nonce)
+            return req, work(req)
+
+        try:
+            return await run_in_threadpool(job)
+        finally:
+            if issued:
+                _NEXT_NONCE.set(issued[0])
 
     async def json_response(body: Any, status: int = 200, **headers: str) -> Response:
         return JSONResponse(body, status_code=status, headers=await nonce_headers(headers))
 
     # -- directory and nonces --------------------------------------------------
+    cfg = ctx.config.acme
+    meta: dict[str, Any] = {
+        "externalAccountRequired": cfg.external_account_required,
+        "caaIdentities": list(ctx.config.va.caa_identities),
+    }
+    if cfg.terms_of_service:
+        meta["termsOfService"] = cfg.terms_of_service
+    if cfg.website:
+        meta["website"] = cfg.website
+    # The directory is the same for every request: rendered once.
+    directory_body = json.dumps(
+        {
+            "newNonce": urls.new_nonce,
+            "newAccount": urls.new_account,
+            "newOrder": urls.new_order,
+            "revokeCert": urls.revoke_cert,
+            "keyChange": urls.key_change,
+            "renewalInfo": urls.renewal_info,
+            "meta": meta,
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    ).encode()
+
     async def directory(_request: Request) -> Response:
-        cfg = ctx.config.acme
-        meta: dict[str, Any] = {
-            "externalAccountRequired": cfg.external_account_required,
-            "caaIdentities": list(ctx.config.va.caa_identities),
-        }
-        if cfg.terms_of_service:
-            meta["termsOfService"] = cfg.terms_of_service
-        if cfg.website:
-            meta["website"] = cfg.website
-        return JSONResponse(
-            {
-                "newNonce": urls.new_nonce,
-                "newAccount": urls.new_account,
-                "newOrder": urls.new_order,
-                "revokeCert": urls.revoke_cert,
-                "keyChange": urls.key_change,
-                "renewalInfo": urls.renewal_info,
-                "meta": meta,
-            }
-        )
+        return Response(directory_body, media_type="application/json")
 
     async def new_nonce(request: Request) -> Response:
         # RFC 8555 §7.2: HEAD → 200, GET → 204.
@@ -111,27 +138,22 @@ def acme_routes(ctx: Context) -> list[BaseRoute]:
 
     # -- accounts --------------------------------------------------------------
     async def new_account(request: Request) -> Response:
-        req = await post(request, use="jwk")
-        account, created = await run_in_threadpool(acme.new_account, req)
+        _, (account, created) = await authed(request, acme.new_account, use="jwk")
         headers = {"Location": urls.account(account.id)}
         return await json_response(
             objects.account(urls, account), 201 if created else 200, **headers
         )
 
     async def account(request: Request) -> Response:
-        req = await post(request)
-        a = await run_in_threadpool(acme.update_account, req, request.path_params["id"])
+        aid = request.path_params["id"]
+        _, a = await authed(request, lambda req: acme.update_account(req, aid))
         return await json_response(objects.account(urls, a))
 
     async def account_orders(request: Request) -> Response:
-        req = await post(request)
         cursor = request.query_params.get("cursor")
-        ids, nxt = await run_in_threadpool(
-            acme.orders,
-            req,
-            request.path_params["id"],
-            int(cursor) if cursor and cursor.isdigit() else None,
-        )
+        before = int(cursor) if cursor and cursor.isdigit() else None
+        aid = request.path_params["id"]
+        _, (ids, nxt) = await authed(request, lambda req: acme.orders(req, aid, before))
         extra = {}
         if nxt is not None:
             extra["Link"] = f'<{urls.orders(request.path_params["id"])}?cursor={nxt}>;rel="next"'
@@ -141,8 +163,7 @@ def acme_routes(ctx: Context) -> list[BaseRoute]:
         return resp
 
     async def key_change(request: Request) -> Response:
-        req = await post(request)
-        a = await run_in_threadpool(acme.key_change, req)
+        _, a = await authed(request, acme.key_change)
         return await json_response(objects.account(urls, a))
 
     # -- orders, authorizations, challenges ---------------------------------------
@@ -150,67 +171,89 @@ def acme_routes(ctx: Context) -> list[BaseRoute]:
         return {"Retry-After": "1"} if status in ("pending", "processing") else {}
 
     async def new_order(request: Request) -> Response:
-        req = await post(request)
-        v = await run_in_threadpool(acme.new_order, req)
+        _, v = await authed(request, acme.new_order)
         return await json_response(objects.order(urls, v), 201, Location=urls.order(v.order.id))
 
     async def order(request: Request) -> Response:
-        req = await post(request)
-        v = await run_in_threadpool(acme.order, req.acct.id, request.path_params["id"])
+        oid = request.path_params["id"]
+        _, v = await authed(request, lambda req: acme.order(req.acct.id, oid))
         return await json_response(objects.order(urls, v), **retry_after(v.status))
 
     async def finalize(request: Request) -> Response:
-        req = await post(request)
-        v = await flow.finalize(req, request.path_params["id"])
+        oid = request.path_params["id"]
+        req, (view, key, cns) = await authed(request, lambda req: flow.check_finalize(req, oid))
+        v = await flow.complete_finalize(req.acct, view, key, cns)
         return await json_response(
             objects.order(urls, v), Location=urls.order(v.order.id), **retry_after(v.status)
         )
 
     async def authz(request: Request) -> Response:
-        req = await post(request)
-        if not req.jws.is_post_as_get:
-            await run_in_threadpool(acme.deactivate_authz, req, request.path_params["id"])
-        a, chals = await run_in_threadpool(acme.authz, req.acct.id, request.path_params["id"])
+        aid = request.path_params["id"]
+
+        def work(req: Authenticated) -> Any:
+            if not req.jws.is_post_as_get:
+                acme.deactivate_authz(req, aid)
+            return acme.authz(req.acct.id, aid)
+
+        _, (a, chals) = await authed(request, work)
         body = objects.authorization(urls, a, chals, ctx.clock.now())
         busy = any(c.status == "processing" for c in chals)
         return await json_response(body, **retry_after("processing" if busy else body["status"]))
 
     async def challenge(request: Request) -> Response:
-        req = await post(request)
         cid = request.path_params["id"]
-        if not req.jws.is_post_as_get and req.payload() != {}:
-            raise Malformed("a challenge response payload is {}")  # RFC 8555 §7.5.1
-        if await run_in_threadpool(flow.respond, req, cid):
+
+        def work(req: Authenticated) -> Any:
+            if not req.jws.is_post_as_get and req.payload() != {}:
+                raise Malformed("a challenge response payload is {}")  # RFC 8555 §7.5.1
+            started = flow.respond(req, cid)
+            return started, acme.challenge(req.acct.id, cid)
+
+        req, (started, (c, a)) = await authed(request, work)
+        if started:
             flow.start_validation(req.acct, cid)
-        c, a = await run_in_threadpool(acme.challenge, req.acct.id, cid)
         resp = await json_response(objects.challenge(urls, c), **retry_after(c.status))
         resp.headers.append("Link", f'<{urls.authz(a.id)}>;rel="up"')
         return resp
 
     # -- certificates ---------------------------------------------------------------
+    # Chains by issuing CA, kept a minute: CA certificates never change, and an
+    # alternate chain added later (a cross-sign) is served within the minute.
+    chain_cache: dict[int, tuple[float, list[tuple[bytes, str]]]] = {}
+
+    def chains_pem(cert: Any) -> list[tuple[bytes, str]]:
+        now = time.monotonic()
+        hit = chain_cache.get(cert.issuer_id)
+        if hit is not None and now - hit[0] < 60:
+            return hit[1]
+        with ctx.db.session() as s:
+            chains = [
+                (b"".join(c.public_bytes(Encoding.PEM) for c in ch.certificates), ch.issuer_slug)
+                for ch in certificate_chains(s, cert)
+            ]
+        chain_cache[cert.issuer_id] = (now, chains)
+        return chains
+
     async def certificate(request: Request) -> Response:
-        if request.method == "POST":
-            await post(request)
         serial: str = request.path_params["serial"].lower()
         n: int = request.path_params.get("n", 0)
 
-        def load() -> tuple[bytes, list[str], str]:
+        def load(_req: Authenticated | None = None) -> tuple[bytes, list[str], str]:
             row = flow.certificate(serial)
-            with ctx.db.session() as s:
-                chains = certificate_chains(s, row)
+            chains = chains_pem(row)
             if n >= len(chains):
                 raise NotFound("no such chain")
-            from cryptography import x509
-
-            leaf = x509.load_der_x509_certificate(row.der or b"")
-            pem = leaf.public_bytes(Encoding.PEM) + b"".join(
-                c.public_bytes(Encoding.PEM) for c in chains[n].certificates
-            )
+            leaf = x509.load_der_x509_certificate(row.der)
+            pem = leaf.public_bytes(Encoding.PEM) + chains[n][0]
             alts = [urls.certificate(serial, i) for i in range(len(chains)) if i != n]
-            return pem, alts, urls.ca_certificate(chains[n].issuer_slug)
+            return pem, alts, urls.ca_certificate(chains[n][1])
 
-        pem, alts, up = await run_in_threadpool(load)
-        headers = await nonce_headers() if request.method == "POST" else {}
+        if request.method == "POST":
+            _, (pem, alts, up) = await authed(request, load)
+            headers = await nonce_headers()
+        else:
+            pem, alts, up = await run_in_threadpool(load)
+            headers = {}
         resp = Response(pem, media_type="application/pem-certificate-chain", headers=headers)
         resp.headers.append("Link", f'<{up}>;rel="up"')
         for alt in alts:
@@ -218,8 +261,7 @@ def acme_routes(ctx: Context) -> list[BaseRoute]:
         return resp
 
     async def revoke(request: Request) -> Response:
-        req = await post(request, use="any")
-        await run_in_threadpool(flow.revoke, req)
+        await authed(request, flow.revoke, use="any")
         return Response(status_code=200, headers=await nonce_headers())
 
     async def renewal_info(request: Request) -> Response:

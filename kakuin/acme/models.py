@@ -9,6 +9,8 @@ credential an account is bound to, and an order's claim on finalization
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -132,6 +134,64 @@ class ARIOverride(Base):
     created_at: Mapped[dt.datetime] = mapped_column(TS)
 
 
+# -- read-only views ------------------------------------------------------------
+# What the request path reads (``repos.ACMELedger``, SQLAlchemy Core): frozen
+# values with the tables' column names, so rendering works on either kind.
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    thumbprint: str
+    jwk: dict[str, Any]
+    contact: list[str]
+    status: str
+    eab_credential_id: int | None
+    institution_id: int | None
+    tos_agreed: bool
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    id: int
+    account_id: int
+    status: str
+    identifiers: list[dict[str, str]]
+    authz_ids: list[int]
+    not_before: dt.datetime | None
+    not_after: dt.datetime | None
+    expires: dt.datetime
+    error: dict[str, Any] | None
+    certificate_serial: str | None
+    replaces: str | None
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Authorization:
+    id: int
+    account_id: int
+    identifier: str
+    wildcard: bool
+    status: str
+    expires: dt.datetime
+    validated_at: dt.datetime | None
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    id: int
+    authz_id: int
+    type: str
+    token: str
+    status: str
+    validated_at: dt.datetime | None
+    error: dict[str, Any] | None
+    record: dict[str, Any] | None
+
+
 __all__ = [
     "ACMEAccount",
     "ACMEAuthorization",
@@ -139,5 +199,9 @@ __all__ = [
     "ACMENonce",
     "ACMEOrder",
     "ARIOverride",
+    "Account",
+    "Authorization",
+    "Challenge",
     "EABCredential",
+    "Order",
 ]

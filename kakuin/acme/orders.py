@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from kakuin.acme import jws as J
 from kakuin.acme.errors import AlreadyRevoked, BadRevocationReason, Malformed, OrderNotReady
-from kakuin.acme.models import ACMEAccount
+from kakuin.acme.models import Account
 from kakuin.acme.repos import AuthzRepo, OrderRepo
 from kakuin.acme.service import (
     VALID_AUTHZ_LIFETIME,
@@ -39,7 +39,7 @@ from kakuin.errors import BadCSR, CAAError, KakuinError, NotFound, Unauthorized
 from kakuin.policy.keys import check_key
 from kakuin.ra.revocation import RevocationService
 from kakuin.store.models import Certificate
-from kakuin.store.repos import BlockedKeyRepo, CertificateRepo, InstitutionRepo
+from kakuin.store.repos import CertificateRepo
 from kakuin.va import ValidationAuthority, ValidationRecord
 
 log = logging.getLogger(__name__)
@@ -79,15 +79,14 @@ class OrderFlow:
             return False
         if a.status != "pending" or as_utc(a.expires) <= self.clock.now():
             return False
-        with self.db.session() as s:
-            return AuthzRepo(s).claim_challenge(c.id, a.id)
+        return self.acme.ledger.claim_challenge(c.id, a.id)
 
-    def start_validation(self, account: ACMEAccount, challenge_id: int) -> None:
+    def start_validation(self, account: Account, challenge_id: int) -> None:
         task = asyncio.get_running_loop().create_task(self.validate(account, challenge_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def validate(self, account: ACMEAccount, challenge_id: int) -> None:
+    async def validate(self, account: Account, challenge_id: int) -> None:
         c, a = await run_in_threadpool(self.acme.challenge, account.id, challenge_id)
         keyauth = key_authorization(c.token, account.jwk)
         try:
@@ -111,29 +110,36 @@ class OrderFlow:
 
     def _record(self, challenge_id: int, authz_id: int, rec: ValidationRecord) -> None:
         now = self.clock.now()
-        with self.db.session() as s:
-            repo = AuthzRepo(s)
-            if rec.ok:
-                repo.set_challenge(
-                    challenge_id, status="valid", validated_at=now, record=record_json(rec)
-                )
-                repo.set(
-                    authz_id, status="valid", validated_at=now, expires=now + VALID_AUTHZ_LIFETIME
-                )
-            else:
-                err = {
-                    "type": ACME_NS + (rec.problem or "unauthorized"),
-                    "detail": rec.error or "validation failed",
-                    "status": 403,
-                }
-                repo.set_challenge(
-                    challenge_id, status="invalid", error=err, record=record_json(rec)
-                )
-                repo.set(authz_id, status="invalid")
+        ledger = self.acme.ledger
+        if rec.ok:
+            ledger.record_validation(
+                challenge_id,
+                authz_id,
+                {"status": "valid", "validated_at": now, "record": record_json(rec)},
+                {"status": "valid", "validated_at": now, "expires": now + VALID_AUTHZ_LIFETIME},
+            )
+        else:
+            err = {
+                "type": ACME_NS + (rec.problem or "unauthorized"),
+                "detail": rec.error or "validation failed",
+                "status": 403,
+            }
+            ledger.record_validation(
+                challenge_id,
+                authz_id,
+                {"status": "invalid", "error": err, "record": record_json(rec)},
+                {"status": "invalid"},
+            )
 
     # -- finalization -------------------------------------------------------------
     async def finalize(self, req: Authenticated, order_id: int) -> OrderView:
-        view = await run_in_threadpool(self.acme.order, req.acct.id, order_id)
+        view, key, cns = await run_in_threadpool(self.check_finalize, req, order_id)
+        return await self.complete_finalize(req.acct, view, key, cns)
+
+    def check_finalize(self, req: Authenticated, order_id: int) -> tuple[OrderView, Any, list[str]]:
+        """Everything that can refuse before CAA, without writing: the order is
+        ready, the CSR names exactly its identifiers, its key is acceptable."""
+        view = self.acme.order(req.acct.id, order_id)
         if view.status != "ready":
             raise OrderNotReady(f"order is {view.status}, not ready; it cannot be finalized")
         p = req.payload()
@@ -147,27 +153,41 @@ class OrderFlow:
         if emails or requested != set(names):
             raise BadCSR("the CSR's names must be exactly the order's identifiers")
         key = csr.public_key()
-        await run_in_threadpool(self._check_key, req, key)
-        caa = await self._check_caa(req.acct, view)
-        claimed = await run_in_threadpool(self._claim, order_id)
-        if not claimed:
+        self._check_key(req, key)
+        return view, key, cns
+
+    async def complete_finalize(
+        self, account: Account, view: OrderView, key: Any, cns: list[str]
+    ) -> OrderView:
+        """CAA for every name, then claim the order and issue (one thread-pool hop)."""
+        caa = await self._check_caa(account, view)
+        return await run_in_threadpool(self._claim_and_issue, account, view, key, cns, caa)
+
+    def _claim_and_issue(
+        self,
+        account: Account,
+        view: OrderView,
+        key: Any,
+        cns: list[str],
+        caa: list[ValidationRecord],
+    ) -> OrderView:
+        order_id = view.order.id
+        if not self._claim(order_id):
             raise OrderNotReady("the order is already being finalized")
         try:
-            issued = await run_in_threadpool(self._issue, req.acct, view, key, cns)
+            issued = self._issue(account, view, key, cns)
         except KakuinError as exc:
             from kakuin.acme.problems import problem_for
 
             prob = problem_for(exc)
-            await run_in_threadpool(
-                self._set_order,
+            self._set_order(
                 order_id,
                 status="invalid",
                 error={"type": prob.type, "detail": prob.detail, "status": prob.status},
             )
             raise
         except BaseException:
-            await run_in_threadpool(
-                self._set_order,
+            self._set_order(
                 order_id,
                 status="invalid",
                 error={
@@ -177,14 +197,12 @@ class OrderFlow:
                 },
             )
             raise
-        await run_in_threadpool(
-            self._set_order, order_id, status="valid", certificate_serial=issued
-        )
+        self._set_order(order_id, status="valid", certificate_serial=issued)
         try:
-            await run_in_threadpool(self._link_evidence, view, caa, issued)
+            self._link_evidence(view, caa, issued)
         except Exception:  # issued already; the evidence rows stay, unlinked: say so loudly
             log.exception("linking validation evidence to %s failed", issued)
-        return await run_in_threadpool(self.acme.order, req.acct.id, order_id)
+        return self.acme.order(account.id, order_id)
 
     def _check_key(self, req: Authenticated, key: Any) -> None:
         spki = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
@@ -192,17 +210,15 @@ class OrderFlow:
         if spki == account_spki:
             raise BadCSR("the CSR's key must not be the account key")  # Boulder: same
         profile = self.issuance.profile(self.acme.config.acme.profile)
-        with self.db.session() as s:
-            check_key(key, profile.key_rules, BlockedKeyRepo(s).is_blocked)
+        check_key(key, profile.key_rules, self.issuance.ledger.is_blocked)
 
-    async def _check_caa(self, account: ACMEAccount, view: OrderView) -> list[ValidationRecord]:
+    async def _check_caa(self, account: Account, view: OrderView) -> list[ValidationRecord]:
         """CAA for every name before every issuance (BR 3.2.2.8; RFC 8659)."""
-        with self.db.session() as s:
-            methods = {
-                c.authz_id: c.type
-                for c in AuthzRepo(s).challenges([a.id for a in view.authzs])
-                if c.status == "valid"
-            }
+        methods = {
+            c.authz_id: c.type
+            for c in self.acme.ledger.challenges([a.id for a in view.authzs])
+            if c.status == "valid"
+        }
         uri = self.acme.urls.account(account.id)
         checks = [
             self.va.check_caa(
@@ -225,21 +241,19 @@ class OrderFlow:
         CAA checks to the certificate, for audit (kakuin show SERIAL)."""
         from kakuin.va.evidence import check_ids_of, link_certificate
 
-        with self.db.session() as s:
-            valid = [c for c in AuthzRepo(s).challenges([a.id for a in view.authzs]) if c.status == "valid"]
+        chals = self.acme.ledger.challenges([a.id for a in view.authzs])
+        valid = [c for c in chals if c.status == "valid"]
         items = [(cid, c.authz_id) for c in valid for cid in check_ids_of([c.record])]
         link_certificate(self.db, serial, [*items, *check_ids_of(caa)], order_id=view.order.id,
                          now=self.clock.now())
 
     def _claim(self, order_id: int) -> bool:
-        with self.db.session() as s:
-            return OrderRepo(s).claim_for_finalization(order_id)
+        return self.acme.ledger.claim_order(order_id)
 
     def _set_order(self, order_id: int, **values: Any) -> None:
-        with self.db.session() as s:
-            OrderRepo(s).set(order_id, **values)
+        self.acme.ledger.set_order(order_id, **values)
 
-    def _issue(self, account: ACMEAccount, view: OrderView, key: Any, cns: list[str]) -> str:
+    def _issue(self, account: Account, view: OrderView, key: Any, cns: list[str]) -> str:
         names = [i["value"] for i in view.order.identifiers]
         if cns and cns[0] in names:  # the CSR's CN first: it becomes the subject CN
             names.remove(cns[0])
@@ -251,8 +265,7 @@ class OrderFlow:
             )
         institution = None
         if account.institution_id is not None:
-            with self.db.session() as s:
-                institution = InstitutionRepo(s).by_id(account.institution_id).name_en
+            institution = self.acme.ledger.institution_name(account.institution_id)
         issued = self.issuance.issue(
             IssueRequest(
                 profile=self.acme.config.acme.profile,
@@ -306,10 +319,10 @@ class OrderFlow:
         )
         self.revocation.revoke(serial, reason, actor=actor, comment="ACME revokeCert")
 
-    def certificate(self, serial: str) -> Certificate:
-        with self.db.session() as s:
-            row = CertificateRepo(s).by_serial(serial)
-        if row.state != "issued" or row.der is None:
+    def certificate(self, serial: str) -> Any:
+        """The stored row of an issued certificate (der, issuer_id, …)."""
+        row = self.acme.ledger.certificate(serial)
+        if row is None or row.state != "issued" or row.der is None:
             raise NotFound("no such certificate")
         return row
 

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, select, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kakuin.acme.models import (
+    Account,
     ACMEAccount,
     ACMEAuthorization,
     ACMEChallenge,
     ACMENonce,
     ACMEOrder,
     ARIOverride,
+    Authorization,
+    Challenge,
     EABCredential,
+    Order,
 )
+from kakuin.clock import as_utc
+from kakuin.store.models import Certificate, Institution, InstitutionDomain
 
 
 class NonceRepo:
@@ -236,3 +244,229 @@ class ARIRepo:
         else:
             row.explanation_url, row.created_at = explanation_url, now
         self.s.flush()
+
+
+class ACMELedger:
+    """The ACME request path in SQLAlchemy Core.
+
+    Every ACME request authenticates (account, nonce) and reads or moves one
+    object; through the ORM that bookkeeping cost more than the request. These
+    statements are built once (SQLAlchemy's compiled cache serves them), each
+    method is one short transaction on one pooled connection, and reads return
+    frozen views (``models.Account`` …). Semantics are those of the repositories
+    above: the database decides every race (nonce DELETE row count, conditional
+    UPDATEs for the challenge and finalization claims).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        n, a = ACMENonce.__table__, ACMEAccount.__table__
+        o, z, c = ACMEOrder.__table__, ACMEAuthorization.__table__, ACMEChallenge.__table__
+        e, d, cert = EABCredential.__table__, InstitutionDomain.__table__, Certificate.__table__
+        self._o, self._z, self._c = o, z, c
+        self._nonce_add = insert(n)
+        self._nonce_redeem = delete(n).where(
+            n.c.nonce == bindparam("nonce"), n.c.created_at >= bindparam("not_before")
+        )
+        self._nonce_purge = delete(n).where(n.c.created_at < bindparam("older_than"))
+        self._account = select(a).where(a.c.id == bindparam("id"))
+        self._order = select(o).where(o.c.id == bindparam("id"))
+        self._authzs = select(z).where(z.c.id.in_(bindparam("ids", expanding=True)))
+        self._authz = select(z).where(z.c.id == bindparam("id"))
+        self._challenges = select(c).where(c.c.authz_id == bindparam("authz_id")).order_by(c.c.id)
+        self._challenges_of = (
+            select(c).where(c.c.authz_id.in_(bindparam("ids", expanding=True))).order_by(c.c.id)
+        )
+        self._challenge = select(c).where(c.c.id == bindparam("id"))
+        # pending → processing for one challenge, only while no challenge of its
+        # authorization has been tried: one statement, so the database decides.
+        other = c.alias("other")
+        self._claim_challenge = (
+            update(c)
+            .where(
+                c.c.id == bindparam("cid"),
+                c.c.status == "pending",
+                ~exists().where(other.c.authz_id == bindparam("aid"), other.c.status != "pending"),
+            )
+            .values(status="processing")
+        )
+        self._set_challenge = update(c).where(c.c.id == bindparam("_id"))
+        self._set_authz = update(z).where(z.c.id == bindparam("_id"))
+        self._set_order = update(o).where(o.c.id == bindparam("_id"))
+        self._claim_order = (
+            update(o)
+            .where(o.c.id == bindparam("_id"), o.c.status == "pending")
+            .values(status="processing")
+        )
+        self._reusable = (
+            select(z)
+            .where(
+                z.c.account_id == bindparam("account_id"),
+                z.c.identifier == bindparam("identifier"),
+                z.c.wildcard == bindparam("wildcard"),
+                z.c.status == "valid",
+                z.c.expires > bindparam("now"),
+            )
+            .order_by(z.c.expires.desc())
+            .limit(1)
+        )
+        self._insert_authz = insert(z)
+        self._insert_challenge = insert(c)
+        self._insert_order = insert(o)
+        self._cred_domains = select(e.c.domains).where(e.c.id == bindparam("id"))
+        self._inst_domains = select(d.c.domain).where(
+            and_(d.c.institution_id == bindparam("id"), d.c.approved.is_(True))
+        )
+        self._certificate = select(cert).where(cert.c.serial == bindparam("serial"))
+        inst = Institution.__table__
+        self._institution_name = select(inst.c.name_en).where(inst.c.id == bindparam("id"))
+
+    # -- nonces and accounts --------------------------------------------------
+    def add_nonce(self, nonce: str, now: dt.datetime, purge_before: dt.datetime | None = None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(self._nonce_add, {"nonce": nonce, "created_at": now})
+            if purge_before is not None:
+                conn.execute(self._nonce_purge, {"older_than": purge_before})
+
+    def redeem_nonce(self, nonce: str, not_before: dt.datetime, fresh: str, now: dt.datetime) -> bool:
+        """One transaction: delete the request's nonce (True only for the one
+        caller whose DELETE removed it) and record the response's."""
+        with self.engine.begin() as conn:
+            r = conn.execute(self._nonce_redeem, {"nonce": nonce, "not_before": not_before})
+            if (r.rowcount or 0) != 1:
+                return False
+            conn.execute(self._nonce_add, {"nonce": fresh, "created_at": now})
+        return True
+
+    def account(self, account_id: int) -> Account | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(self._account, {"id": account_id}).first()
+        return Account(**row._mapping) if row is not None else None
+
+    def allowed_domains(self, cred_id: int | None, institution_id: int | None) -> list[str] | None:
+        """The names an account may order: the credential's list, else its institution's."""
+        if institution_id is None:
+            return None
+        with self.engine.connect() as conn:
+            if cred_id is not None:
+                domains = conn.execute(self._cred_domains, {"id": cred_id}).scalar()
+                if domains and domains.strip():
+                    return str(domains).split()
+            return list(conn.execute(self._inst_domains, {"id": institution_id}).scalars())
+
+    def institution_name(self, institution_id: int) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(self._institution_name, {"id": institution_id}).scalar()
+
+    # -- orders, authorizations, challenges -------------------------------------
+    def _authzs_of(self, conn: Connection, ids: list[int]) -> list[Authorization]:
+        rows = {r.id: Authorization(**r._mapping) for r in conn.execute(self._authzs, {"ids": ids})}
+        return [rows[i] for i in ids if i in rows]
+
+    def order(self, order_id: int) -> tuple[Order, list[Authorization]] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(self._order, {"id": order_id}).first()
+            if row is None:
+                return None
+            o = Order(**row._mapping)
+            return o, self._authzs_of(conn, list(o.authz_ids))
+
+    def authz(self, authz_id: int) -> tuple[Authorization, list[Challenge]] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(self._authz, {"id": authz_id}).first()
+            if row is None:
+                return None
+            chals = conn.execute(self._challenges, {"authz_id": authz_id})
+            return Authorization(**row._mapping), [Challenge(**c._mapping) for c in chals]
+
+    def challenges(self, authz_ids: list[int]) -> list[Challenge]:
+        with self.engine.connect() as conn:
+            return [Challenge(**c._mapping) for c in conn.execute(self._challenges_of, {"ids": authz_ids})]
+
+    def challenge(self, challenge_id: int) -> tuple[Challenge, Authorization] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(self._challenge, {"id": challenge_id}).first()
+            if row is None:
+                return None
+            a = conn.execute(self._authz, {"id": row.authz_id}).first()
+            return (Challenge(**row._mapping), Authorization(**a._mapping)) if a is not None else None
+
+    def claim_challenge(self, challenge_id: int, authz_id: int) -> bool:
+        with self.engine.begin() as conn:
+            r = conn.execute(self._claim_challenge, {"cid": challenge_id, "aid": authz_id})
+            return (r.rowcount or 0) == 1
+
+    def record_validation(
+        self, challenge_id: int, authz_id: int, challenge: dict[str, Any], authz: dict[str, Any]
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(self._set_challenge.values(**challenge), {"_id": challenge_id})
+            conn.execute(self._set_authz.values(**authz), {"_id": authz_id})
+
+    def set_authz(self, authz_id: int, **values: object) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(self._set_authz.values(**values), {"_id": authz_id})
+
+    def new_order(
+        self,
+        account_id: int,
+        names: list[tuple[str, bool]],
+        order: dict[str, Any],
+        *,
+        challenge_types: Any,
+        token: Any,
+        now: dt.datetime,
+        pending_lifetime: dt.timedelta,
+        order_lifetime: dt.timedelta,
+    ) -> tuple[Order, list[Authorization]]:
+        """One transaction: reuse the account's valid authorization per (base
+        name, wildcard) or make a pending one with its challenges; then the order.
+        ``challenge_types(wildcard)`` and ``token()`` come from the service."""
+        with self.engine.begin() as conn:
+            authzs: list[Authorization] = []
+            for base, wildcard in names:
+                row = conn.execute(
+                    self._reusable,
+                    {"account_id": account_id, "identifier": base, "wildcard": wildcard, "now": now},
+                ).first()
+                if row is not None:
+                    authzs.append(Authorization(**row._mapping))
+                    continue
+                values = {
+                    "account_id": account_id,
+                    "identifier": base,
+                    "wildcard": wildcard,
+                    "status": "pending",
+                    "expires": now + pending_lifetime,
+                    "validated_at": None,
+                    "created_at": now,
+                }
+                aid = int(conn.execute(self._insert_authz, values).inserted_primary_key[0])
+                tok = token()
+                conn.execute(
+                    self._insert_challenge,
+                    [
+                        {"authz_id": aid, "type": t, "token": tok, "status": "pending"}
+                        for t in challenge_types(wildcard)
+                    ],
+                )
+                authzs.append(Authorization(id=aid, **values))
+            values = dict(order, account_id=account_id, authz_ids=[a.id for a in authzs])
+            values["expires"] = min([now + order_lifetime] + [as_utc(a.expires) for a in authzs])
+            oid = int(conn.execute(self._insert_order, values).inserted_primary_key[0])
+            full = {"status": "pending", "error": None, "certificate_serial": None, "replaces": None}
+            full.update(values)
+            return Order(id=oid, **full), authzs
+
+    def claim_order(self, order_id: int) -> bool:
+        """pending → processing, once: the database decides which request wins."""
+        with self.engine.begin() as conn:
+            return (conn.execute(self._claim_order, {"_id": order_id}).rowcount or 0) == 1
+
+    def set_order(self, order_id: int, **values: object) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(self._set_order.values(**values), {"_id": order_id})
+
+    def certificate(self, serial: str) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(self._certificate, {"serial": serial.lower()}).first()

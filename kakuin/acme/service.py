@@ -30,8 +30,14 @@ from kakuin.acme.errors import (
     UnsupportedContact,
     UnsupportedIdentifier,
 )
-from kakuin.acme.models import ACMEAccount, ACMEAuthorization, ACMEChallenge, ACMEOrder
-from kakuin.acme.repos import AccountRepo, AuthzRepo, NonceRepo, OrderRepo
+from kakuin.acme.models import (
+    Account,
+    ACMEAccount,
+    Authorization,
+    Challenge,
+    Order,
+)
+from kakuin.acme.repos import AccountRepo, ACMELedger, OrderRepo
 from kakuin.acme.urls import URLs
 from kakuin.clock import Clock, as_utc
 from kakuin.config import Config
@@ -56,32 +62,32 @@ class Authenticated:
     jws: J.ParsedJWS
     jwk: dict[str, Any]
     key: J.AccountKey
-    account: ACMEAccount | None  # None for jwk-signed requests
+    account: Account | None  # None for jwk-signed requests
     next_nonce: str | None = None  # issued in the same transaction, for the response
 
     def payload(self) -> dict[str, Any]:
         return self.jws.json()
 
     @property
-    def acct(self) -> ACMEAccount:
+    def acct(self) -> Account:
         assert self.account is not None
         return self.account
 
 
 @dataclass(frozen=True, slots=True)
 class OrderView:
-    order: ACMEOrder
-    authzs: list[ACMEAuthorization]
+    order: Order
+    authzs: list[Authorization]
     status: str
 
 
-def authz_status(a: ACMEAuthorization, now: dt.datetime) -> str:
+def authz_status(a: Authorization, now: dt.datetime) -> str:
     if a.status in ("pending", "valid") and as_utc(a.expires) <= now:
         return "expired"
     return a.status
 
 
-def order_status(o: ACMEOrder, authzs: list[ACMEAuthorization], now: dt.datetime) -> str:
+def order_status(o: Order, authzs: list[Authorization], now: dt.datetime) -> str:
     """RFC 8555 §7.1.6: stored for processing/valid/invalid, derived otherwise."""
     if o.status in ("processing", "valid", "invalid"):
         return o.status
@@ -105,17 +111,29 @@ class ACMEService:
         self.clock = clock
         self.eab = eab
         self.urls = URLs(config.server.base_url)
+        self.ledger = ACMELedger(db.engine)
+        # Parsed account keys by (account id, RFC 7638 thumbprint). Only parsing
+        # is cached: every request reads the account row, and a key change (here
+        # or in another process) changes the thumbprint, so a stale key is never used.
+        self._keys: dict[tuple[int, str], J.AccountKey] = {}
 
     # -- nonces (RFC 8555 §6.5) ------------------------------------------------
     def new_nonce(self) -> str:
         nonce = secrets.token_urlsafe(16)
         now = self.clock.now()
-        with self.db.session() as s:
-            repo = NonceRepo(s)
-            repo.add(nonce, now)
-            if secrets.randbelow(200) == 0:
-                repo.purge(now - NONCE_LIFETIME)
+        purge = now - NONCE_LIFETIME if secrets.randbelow(200) == 0 else None
+        self.ledger.add_nonce(nonce, now, purge)
         return nonce
+
+    def _account_key(self, account: Account) -> J.AccountKey:
+        ck = (account.id, account.thumbprint)
+        key = self._keys.get(ck)
+        if key is None:
+            key = J.key_from_jwk(account.jwk)
+            if len(self._keys) >= 10_000:
+                self._keys.clear()
+            self._keys[ck] = key
+        return key
 
     # -- authentication (RFC 8555 §6.2-6.4) -------------------------------------
     def authenticate(self, body: bytes, url: str, *, use: str = "kid") -> Authenticated:
@@ -125,17 +143,16 @@ class ACMEService:
         jws = J.parse(body)
         J.check_header(jws, url=url)
         h = jws.header
-        account: ACMEAccount | None = None
+        account: Account | None = None
         if "kid" in h:
             if use == "jwk":
                 raise Malformed("this request must be signed with a jwk, not a kid")
             account_id = self.urls.account_id(str(h["kid"]))
-            with self.db.session() as s:
-                account = AccountRepo(s).by_id(account_id) if account_id is not None else None
+            account = self.ledger.account(account_id) if account_id is not None else None
             if account is None:
                 raise AccountDoesNotExist(f"no account {h['kid']!r}")
             jwk = account.jwk
-            key = J.key_from_jwk(jwk)
+            key = self._account_key(account)
         else:
             if use == "kid":
                 raise Malformed("this request must be signed with the account's kid, not a jwk")
@@ -145,11 +162,9 @@ class ACMEService:
         J.verify(jws, key)
         fresh = secrets.token_urlsafe(16)
         now = self.clock.now()
-        with self.db.session() as s:
-            # One transaction: redeem the request's nonce and issue the response's.
-            if not NonceRepo(s).redeem(str(h["nonce"]), now - NONCE_LIFETIME):
-                raise BadNonce("the nonce is unknown, expired or already used")
-            NonceRepo(s).add(fresh, now)
+        # One transaction: redeem the request's nonce and issue the response's.
+        if not self.ledger.redeem_nonce(str(h["nonce"]), now - NONCE_LIFETIME, fresh, now):
+            raise BadNonce("the nonce is unknown, expired or already used")
         if account is not None and account.status != "valid":
             raise Unauthorized(f"account is {account.status}")
         return Authenticated(jws, jwk, key, account, fresh)
@@ -221,7 +236,7 @@ class ACMEService:
                 raise Unauthorized("the external account binding key identifier is already used")
         return account, True
 
-    def update_account(self, req: Authenticated, account_id: int) -> ACMEAccount:
+    def update_account(self, req: Authenticated, account_id: int) -> ACMEAccount | Account:
         if req.acct.id != account_id:
             raise Unauthorized("the kid does not name this account")
         if req.jws.is_post_as_get:
@@ -317,56 +332,41 @@ class ACMEService:
         if not_after is not None and not_after <= now + dt.timedelta(days=1):
             raise Malformed("notAfter must be at least a day in the future")
         acct = req.acct
-        with self.db.session() as s:
-            allowed = self.eab.allowed_domains(s, acct.eab_credential_id, acct.institution_id)
-            if allowed is not None:
-                for n in names:
-                    name_rules.check_within(n, allowed)
-            replaces = p.get("replaces")
-            if replaces is not None:
-                check_replaces(s, acct.id, str(replaces), names)
-            authzs: list[ACMEAuthorization] = []
-            repo = AuthzRepo(s)
+        allowed = self.ledger.allowed_domains(acct.eab_credential_id, acct.institution_id)
+        if allowed is not None:
             for n in names:
-                wildcard = n.startswith("*.")
-                base = name_rules.base_domain_of(n)
-                a = repo.reusable(acct.id, base, wildcard, now)
-                if a is None:
-                    a = repo.add(
-                        ACMEAuthorization(
-                            account_id=acct.id,
-                            identifier=base,
-                            wildcard=wildcard,
-                            status="pending",
-                            expires=now + PENDING_AUTHZ_LIFETIME,
-                            created_at=now,
-                        ),
-                        ("dns-01",) if wildcard else CHALLENGES,  # RFC 8555 §7.1.3
-                        secrets.token_urlsafe(32),
-                    )
-                authzs.append(a)
-            expires = min([now + ORDER_LIFETIME] + [as_utc(a.expires) for a in authzs])
-            order = OrderRepo(s).add(
-                ACMEOrder(
-                    account_id=acct.id,
-                    status="pending",
-                    identifiers=[{"type": "dns", "value": n} for n in names],
-                    authz_ids=[a.id for a in authzs],
-                    not_before=not_before,
-                    not_after=not_after,
-                    expires=expires,
-                    replaces=str(replaces) if replaces is not None else None,
-                    created_at=now,
-                )
-            )
-            return OrderView(order, authzs, order_status(order, authzs, now))
+                name_rules.check_within(n, allowed)
+        replaces = p.get("replaces")
+        if replaces is not None:
+            with self.db.session() as s:
+                check_replaces(s, acct.id, str(replaces), names)
+        order, authzs = self.ledger.new_order(
+            acct.id,
+            [(name_rules.base_domain_of(n), n.startswith("*.")) for n in names],
+            {
+                "status": "pending",
+                "identifiers": [{"type": "dns", "value": n} for n in names],
+                "not_before": not_before,
+                "not_after": not_after,
+                "error": None,
+                "certificate_serial": None,
+                "replaces": str(replaces) if replaces is not None else None,
+                "created_at": now,
+            },
+            # RFC 8555 §7.1.3: wildcards only by dns-01.
+            challenge_types=lambda wildcard: ("dns-01",) if wildcard else CHALLENGES,
+            token=lambda: secrets.token_urlsafe(32),
+            now=now,
+            pending_lifetime=PENDING_AUTHZ_LIFETIME,
+            order_lifetime=ORDER_LIFETIME,
+        )
+        return OrderView(order, authzs, order_status(order, authzs, now))
 
     def order(self, account_id: int, order_id: int) -> OrderView:
-        with self.db.session() as s:
-            o = OrderRepo(s).by_id(order_id)
-            if o is None or o.account_id != account_id:
-                raise NotFound("no such order")  # Boulder: another account's order is "not found"
-            authzs = AuthzRepo(s).by_ids(o.authz_ids)
+        found = self.ledger.order(order_id)
+        if found is None or found[0].account_id != account_id:
+            raise NotFound("no such order")  # Boulder: another account's order is "not found"
+        o, authzs = found
         return OrderView(o, authzs, order_status(o, authzs, self.clock.now()))
 
     def orders(
@@ -379,34 +379,24 @@ class ACMEService:
         ids = [o.id for o in rows[:limit]]
         return ids, (ids[-1] if len(rows) > limit else None)
 
-    def authz(
-        self, account_id: int, authz_id: int
-    ) -> tuple[ACMEAuthorization, list[ACMEChallenge]]:
-        with self.db.session() as s:
-            a = AuthzRepo(s).by_id(authz_id)
-            if a is None or a.account_id != account_id:
-                raise NotFound("no such authorization")
-            return a, AuthzRepo(s).challenges([a.id])
+    def authz(self, account_id: int, authz_id: int) -> tuple[Authorization, list[Challenge]]:
+        found = self.ledger.authz(authz_id)
+        if found is None or found[0].account_id != account_id:
+            raise NotFound("no such authorization")
+        return found
 
     def deactivate_authz(self, req: Authenticated, authz_id: int) -> None:
         """RFC 8555 §7.5.2: a client may deactivate a pending or valid authorization."""
         p = req.payload()
         if p.get("status") != "deactivated":
             raise Malformed('the only status a client may set is "deactivated"')
-        with self.db.session() as s:
-            a = AuthzRepo(s).by_id(authz_id)
-            if a is None or a.account_id != req.acct.id:
-                raise NotFound("no such authorization")
-            if a.status not in ("pending", "valid"):
-                raise Malformed(f"an authorization that is {a.status} cannot be deactivated")
-            AuthzRepo(s).set(a.id, status="deactivated")
+        a, _ = self.authz(req.acct.id, authz_id)
+        if a.status not in ("pending", "valid"):
+            raise Malformed(f"an authorization that is {a.status} cannot be deactivated")
+        self.ledger.set_authz(a.id, status="deactivated")
 
-    def challenge(
-        self, account_id: int, challenge_id: int
-    ) -> tuple[ACMEChallenge, ACMEAuthorization]:
-        with self.db.session() as s:
-            c = AuthzRepo(s).challenge(challenge_id)
-            a = AuthzRepo(s).by_id(c.authz_id) if c is not None else None
-            if c is None or a is None or a.account_id != account_id:
-                raise NotFound("no such challenge")
-            return c, a
+    def challenge(self, account_id: int, challenge_id: int) -> tuple[Challenge, Authorization]:
+        found = self.ledger.challenge(challenge_id)
+        if found is None or found[1].account_id != account_id:
+            raise NotFound("no such challenge")
+        return found
