@@ -1,6 +1,6 @@
 """Nonces are single-use across processes: two contexts on one database (as two
 `kakuin serve` processes would be) share them, and the database, not memory,
-decides which redemption wins. Also on PostgreSQL when KAKUIN_TEST_PG_URL is set."""
+decides which redemption wins. Also on PostgreSQL (tests/pg.py: KAKUIN_TEST_PG_URL or the local default)."""
 
 from __future__ import annotations
 
@@ -49,9 +49,9 @@ def test_nonce_single_use_across_contexts(make_ctx: Callable[..., Context]) -> N
 
 @pytest.mark.postgres
 def test_nonce_single_use_on_postgresql(make_ctx: Callable[..., Context]) -> None:
-    url = os.environ.get("KAKUIN_TEST_PG_URL")
-    if not url:
-        raise AssertionError("set KAKUIN_TEST_PG_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    from tests.pg import ADMIN_URL
+
+    url = ADMIN_URL
     schema = f"t_nonce_{uuid.uuid4().hex[:8]}"
     admin = create_engine(url)
     with admin.begin() as conn:
