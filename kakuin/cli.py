@@ -29,7 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-ca_app = typer.Typer(help="Roots and intermediates: list the tree.", no_args_is_help=True)
+ca_app = typer.Typer(help="Roots and intermediates: tree, generations, revocation, keys.", no_args_is_help=True)
 inst_app = typer.Typer(help="Institutions: registered names and domains.", no_args_is_help=True)
 app.add_typer(ca_app, name="ca")
 app.add_typer(inst_app, name="institution")
@@ -63,6 +63,9 @@ DataDir = Annotated[
 from kakuin.perspective import cli as perspective_cli  # noqa: E402
 
 perspective_cli.register(app, DataDir)  # kakuin perspective …, kakuin status (issue #6)
+from kakuin.incident import cli as incident_cli  # noqa: E402
+
+incident_cli.register(app, ca_app)  # kakuin ca rotate…, incident, check, watch (issue #7)
 
 
 def _ctx(data_dir: Path | None) -> Context:

@@ -223,6 +223,8 @@ class CRLService:
             cas = list(CARepo(s).all())
         out: list[tuple[CertificateAuthority, int]] = []
         for ca in cas:
+            if ca.key_destroyed_at is not None:
+                continue  # its last CRLs were signed before the key was destroyed (issue #7)
             out.append((ca, FULL))
             if ca.kind != "root":
                 out += [(ca, k) for k in range(self.shards)]
