@@ -298,7 +298,7 @@ def register(app: typer.Typer, ca_app: typer.Typer) -> None:
         r = Campaign(_ctx(data_dir)).notify(name)
         out.print(
             f"{r.certificates} certificate(s): {r.mails} mail(s) queued, ARI renew-now set for {r.ari}; "
-            "send with: kakuin mail flush"
+            "send with: kakuin mail send"
         )
 
     @incident_app.command("remind")
