@@ -342,10 +342,15 @@ def serve(data_dir: DataDir = None) -> None:  # type: ignore[assignment]
     ctx.issuance.recover()
     host, port = _host_port(ctx.config.server.listen)
     for line in next_steps(ctx):
-        out.print(line, markup=False, highlight=False)
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
     from kakuin.status.http import start_background
 
     start_background(ctx)  # CRLs, OCSP responders and pre-signed responses
+    if ctx.config.dev.dns:  # development only: names of the demo zone resolve here
+        from kakuin.devdns import DevDNS
+
+        dns_host, dns_port = _host_port(ctx.config.dev.dns)
+        DevDNS(dns_host, dns_port, ctx.config.dev.dns_zone, ctx.config.dev.dns_address).start()
     if ctx.config.portal.enabled:  # the officers' portal on its own mutual-TLS listener
         import asyncio
 
@@ -361,13 +366,28 @@ def serve(data_dir: DataDir = None) -> None:  # type: ignore[assignment]
 def run(
     data_dir: DataDir = Path("kakuin-data"),
     listen: Annotated[str, typer.Option(help="HOST:PORT to listen on.")] = "127.0.0.1:8080",
+    portal_port: Annotated[int, typer.Option(help="Port of the officers' portal (mutual TLS).")] = 8443,
+    dns_port: Annotated[int, typer.Option(help="Port of the development DNS server for the demo zone.")] = 8053,
+    http01_port: Annotated[int, typer.Option(help="Port the VA fetches http-01 from (certbot --standalone).")] = 5002,
 ) -> None:
     """Start kakuin on its embedded default: create the data directory and the dev
-    hierarchy if needed, then serve and print what to do next."""
+    hierarchy if needed, then serve and print what to do next.
+
+    A new data directory gets a development setup that works on one machine:
+    the portal, a DNS server answering for the demo zone (kakuin.devdns), and the
+    VA pointed at it and at an unprivileged http-01 port. The port options only
+    apply when the data directory is created."""
     data_dir = data_dir.resolve()
     if init_data_dir(data_dir, base_url=f"http://{listen}", listen=listen):
+        host = listen.rpartition(":")[0] or "127.0.0.1"
         with (data_dir / "kakuin.toml").open("a", encoding="utf-8") as fh:
-            fh.write("\n[portal]\nenabled = true  # the officers' portal (docs/portal.md)\n")
+            fh.write(
+                "\n# Development setup written by `kakuin run` (see docs/configuration.md).\n"
+                f'[portal]\nenabled = true  # the officers\' portal (docs/portal.md)\nlisten = "{host}:{portal_port}"\n'
+                f'\n[va]\nhttp01_port = {http01_port}\nresolver = "{host}:{dns_port}"\n'
+                "dnssec = false  # kakuin.devdns does not sign; production needs a validating resolver\n"
+                f'\n[dev]\ndns = "{host}:{dns_port}"\n'
+            )
     ctx = Context.open(data_dir)
     created = ctx.hierarchy().ensure()
     if created:
@@ -376,7 +396,7 @@ def run(
         from kakuin.portal.onboarding import ensure_dev_officer
 
         for line in ensure_dev_officer(ctx):
-            out.print(line, markup=False, highlight=False)
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
     serve(data_dir)
 
 

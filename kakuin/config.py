@@ -18,11 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from kakuin.ca.keystore import KeyType
 from kakuin.errors import ConfigError
+from kakuin.perspective.settings import MPICConfig
 from kakuin.policy.profiles import DEFAULT_CPS_OID, Purpose
 from kakuin.policy.validity import OverLimit
-from kakuin.ra.settings import MailConfig, RAConfig
-from kakuin.perspective.settings import MPICConfig
 from kakuin.portal.settings import PortalConfig
+from kakuin.ra.settings import MailConfig, RAConfig
 
 CONFIG_NAME = "kakuin.toml"
 
@@ -114,6 +114,15 @@ class ACMEConfig(_Model):
     profile: str = "server-dv"
 
 
+class DevConfig(_Model):
+    """Development helpers that ``kakuin run`` turns on; never for production."""
+
+    # "HOST:PORT" for kakuin.devdns (answers A for dns_zone with dns_address).
+    dns: str = ""
+    dns_zone: str = "demo.example.ac.jp"
+    dns_address: str = "127.0.0.1"
+
+
 class RootSpec(_Model):
     slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
     name: str
@@ -165,6 +174,7 @@ class Config(_Model):
     acme: ACMEConfig = ACMEConfig()
     mail: MailConfig = MailConfig()
     ra: RAConfig = RAConfig()
+    dev: DevConfig = DevConfig()
     mpic: MPICConfig = MPICConfig()  # issue #6: remote perspectives (kakuin.va.mpic)
     portal: PortalConfig = PortalConfig()  # officers' portal and REST API (mutual TLS)
 

@@ -43,14 +43,25 @@ def acme_steps(ctx: Context) -> list[str]:
     cred = ctx.acme.eab.new(DEMO_INSTITUTION, created_by="kakuin run")
     directory = ctx.acme.service.urls.directory
     port = ctx.config.va.http01_port
-    return [
+    # certbot keeps its state in a directory of ours, so no root is needed.
+    state = ctx.config.data_dir / "certbot"
+    cb = f"certbot --config-dir {state} --work-dir {state} --logs-dir {state}/logs --server {directory}"
+    lines = [
         f"  ACME directory:   {directory}",
         f"  EAB credential for {DEMO_INSTITUTION} ({DEMO_DOMAIN}), shown once:",
         f"    key identifier: {cred.kid}",
         f"    HMAC key:       {cred.hmac_key}",
-        "  certbot:",
-        f"    certbot register --server {directory} --email admin@{DEMO_DOMAIN} --agree-tos "
-        f"--eab-kid {cred.kid} --eab-hmac-key {cred.hmac_key}",
-        f"    certbot certonly --server {directory} --standalone --http-01-port {port} -d www.{DEMO_DOMAIN}",
-        f"  ({DEMO_DOMAIN} must resolve to this machine for the VA; va.http01_port = {port})",
+        "  certbot (in the virtualenv: . .venv/bin/activate):",
+        f"    {cb} register --non-interactive --agree-tos --email admin@{DEMO_DOMAIN} "
+        # "=" form: an HMAC key in base64url may begin with "-".
+        f"--eab-kid={cred.kid} --eab-hmac-key={cred.hmac_key}",
+        f"    {cb} certonly --non-interactive --standalone --http-01-port {port} -d www.{DEMO_DOMAIN}",
     ]
+    if ctx.config.dev.dns:
+        lines.append(
+            f"  ({DEMO_DOMAIN} resolves to {ctx.config.dev.dns_address} through the development DNS "
+            f"server on {ctx.config.dev.dns}; the VA fetches http-01 on port {port})"
+        )
+    else:
+        lines.append(f"  ({DEMO_DOMAIN} must resolve to this machine for the VA; va.http01_port = {port})")
+    return lines

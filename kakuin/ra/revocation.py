@@ -55,8 +55,7 @@ def parse_reason(value: str | int) -> int:
         code = REASON_BY_NAME.get(str(value).replace("_", "").replace("-", "").lower(), -1)
     if code not in ALLOWED_REASONS:
         allowed = ", ".join(f"{k} ({v})" for k, v in ALLOWED_REASONS.items())
-        raise PolicyError(f"revocation reason {value!r} is not allowed (allowed: {allowed})",
-                          rule="revocation-reason")
+        raise PolicyError(f"revocation reason {value!r} is not allowed (allowed: {allowed})", rule="revocation-reason")
     return code
 
 
@@ -139,8 +138,16 @@ class RevocationService:
         if actor_institution_id is not None and cert.institution_id != actor_institution_id:
             raise Unauthorized(f"certificate {cert.serial} does not belong to your institution")
 
-    def report(self, serial: str, reason: int | str, *, reported_by: str, comment: str | None = None,
-               actor_institution_id: int | None = None, by_subscriber: bool = False) -> PendingRequest:
+    def report(
+        self,
+        serial: str,
+        reason: int | str,
+        *,
+        reported_by: str,
+        comment: str | None = None,
+        actor_institution_id: int | None = None,
+        by_subscriber: bool = False,
+    ) -> PendingRequest:
         """Record a report of a problem (starts the BR 4.9.1.1 clock) without revoking."""
         code = self._check_reason(reason, comment)
         now = self.clock.now()
@@ -150,10 +157,17 @@ class RevocationService:
             self._check_institution(cert, actor_institution_id)
             if cert.revoked_at is not None:
                 raise KakuinError(f"serial {cert.serial} is already revoked")
-            req = RevocationRequestRepo(s).add(RevocationRequest(
-                serial=cert.serial, reason=code, reported_at=now, reported_by=reported_by,
-                comment=(comment or "").strip() or None,
-                deadline=revocation_deadline(code, now, by_subscriber=by_subscriber), status="open"))
+            req = RevocationRequestRepo(s).add(
+                RevocationRequest(
+                    serial=cert.serial,
+                    reason=code,
+                    reported_at=now,
+                    reported_by=reported_by,
+                    comment=(comment or "").strip() or None,
+                    deadline=revocation_deadline(code, now, by_subscriber=by_subscriber),
+                    status="open",
+                )
+            )
             return _pending(req, now)
 
     def pending(self) -> list[PendingRequest]:
@@ -172,9 +186,17 @@ class RevocationService:
             req.status, req.done_at, req.done_by = "rejected", self.clock.now(), actor
             req.comment = ((req.comment or "") + f"\nrejected: {comment.strip()}").strip()
 
-    def revoke(self, serial: str, reason: int, *, actor: str, comment: str | None = None,
-               invalidity_date: dt.datetime | None = None, actor_institution_id: int | None = None,
-               request_id: int | None = None) -> Revoked:
+    def revoke(
+        self,
+        serial: str,
+        reason: int,
+        *,
+        actor: str,
+        comment: str | None = None,
+        invalidity_date: dt.datetime | None = None,
+        actor_institution_id: int | None = None,
+        request_id: int | None = None,
+    ) -> Revoked:
         """Revoke one certificate now. Opens and closes a revocation request in the
         same transaction (or closes ``request_id`` and any other open one)."""
         reason = self._check_reason(reason, comment)
@@ -189,19 +211,30 @@ class RevocationService:
                 raise KakuinError(f"serial {cert.serial} was never issued (state {cert.state})")
             if cert.revoked_at is not None:
                 raise KakuinError(f"serial {cert.serial} is already revoked")
-            repo.mark(cert.id, revoked_at=now, revocation_reason=reason,
-                      revocation_comment=(comment or "").strip() or None,
-                      invalidity_date=invalidity_date)
+            repo.mark(
+                cert.id,
+                revoked_at=now,
+                revocation_reason=reason,
+                revocation_comment=(comment or "").strip() or None,
+                invalidity_date=invalidity_date,
+            )
             requests = RevocationRequestRepo(s)
             if request_id is not None:
                 req = requests.by_id(request_id)
                 if req.serial != cert.serial or req.status != "open":
                     raise KakuinError(f"revocation request {request_id} is not open for {cert.serial}")
             else:
-                req = requests.add(RevocationRequest(
-                    serial=cert.serial, reason=reason, reported_at=now, reported_by=actor,
-                    comment=(comment or "").strip() or None,
-                    deadline=revocation_deadline(reason, now), status="open"))
+                req = requests.add(
+                    RevocationRequest(
+                        serial=cert.serial,
+                        reason=reason,
+                        reported_at=now,
+                        reported_by=actor,
+                        comment=(comment or "").strip() or None,
+                        deadline=revocation_deadline(reason, now),
+                        status="open",
+                    )
+                )
             for r in [req, *[o for o in requests.open_for(cert.serial) if o.id != req.id]]:
                 r.status, r.done_at, r.done_by = "done", now, actor
             blocked = False
@@ -231,5 +264,6 @@ def _norm(serial: str) -> str:
 
 def _pending(r: RevocationRequest, now: dt.datetime) -> PendingRequest:
     deadline = as_utc(r.deadline)
-    return PendingRequest(r.id, r.serial, r.reason, as_utc(r.reported_at), r.reported_by, deadline,
-                          deadline - now, r.comment)
+    return PendingRequest(
+        r.id, r.serial, r.reason, as_utc(r.reported_at), r.reported_by, deadline, deadline - now, r.comment
+    )
