@@ -400,6 +400,40 @@ def run(
     serve(data_dir)
 
 
+# `kakuin --help` is the map of the CLI: commands grouped by who uses them, in
+# the order an operator meets them.
+_PANELS: dict[str, tuple[str, int]] = {
+    "run": ("Start", 0), "init": ("Start", 1), "serve": ("Start", 2), "status": ("Start", 3),
+    "ca": ("Certificate authority", 10), "issue": ("Certificate authority", 11),
+    "show": ("Certificate authority", 12), "list": ("Certificate authority", 13),
+    "recover": ("Certificate authority", 14),
+    "revoke": ("Revocation", 20), "revocations": ("Revocation", 21), "crl": ("Revocation", 22),
+    "ocsp": ("Revocation", 23),
+    "institution": ("Registration authority", 30), "officer": ("Registration authority", 31),
+    "tsv": ("Registration authority", 32), "retrieval": ("Registration authority", 33),
+    "stats": ("Registration authority", 34), "mail": ("Registration authority", 35),
+    "notify": ("Registration authority", 36),
+    "eab": ("ACME", 40), "ari": ("ACME", 41), "perspective": ("ACME", 42),
+    "incident": ("Incidents and monitoring", 50), "check": ("Incidents and monitoring", 51),
+    "watch": ("Incidents and monitoring", 52),
+}
+
+
+def _arrange_help() -> None:
+    def name_of(info) -> str:  # type: ignore[no-untyped-def]
+        return info.name or (info.callback.__name__.replace("_", "-") if info.callback else "")
+
+    for info in [*app.registered_commands, *app.registered_groups]:
+        panel = _PANELS.get(name_of(info))
+        if panel:
+            info.rich_help_panel = panel[0]
+    app.registered_commands.sort(key=lambda i: _PANELS.get(name_of(i), ("", 99))[1])
+    app.registered_groups.sort(key=lambda i: _PANELS.get(name_of(i), ("", 99))[1])
+
+
+_arrange_help()
+
+
 def main() -> None:
     try:
         app()
