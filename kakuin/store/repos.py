@@ -209,6 +209,7 @@ class IssuanceLedger:
         self.engine = engine
         table = Certificate.__table__
         self._insert = insert(table)
+        self._insert_returning = insert(table).returning(table.c.id, sort_by_parameter_order=True)
         self._blocked = select(BlockedKey.spki_sha256).where(BlockedKey.spki_sha256 == bindparam("h"))
         self._blocked_any = select(BlockedKey.spki_sha256).where(
             BlockedKey.spki_sha256.in_(bindparam("hs", expanding=True))
@@ -229,13 +230,17 @@ class IssuanceLedger:
         try:
             with self.engine.begin() as conn:
                 blocked = set(conn.execute(self._blocked_any, {"hs": hashes}).scalars()) if hashes else set()
-                ids: list[int | None] = []
-                for r in rows:
-                    if r["spki_sha256"] in blocked:
-                        ids.append(None)
-                    else:
-                        ids.append(int(conn.execute(self._insert, r).inserted_primary_key[0]))
-                return ids
+                allowed = [r for r in rows if r["spki_sha256"] not in blocked]
+                if len(allowed) == 1:
+                    new_ids = [int(conn.execute(self._insert, allowed[0]).inserted_primary_key[0])]
+                elif allowed:
+                    # One multi-row INSERT … RETURNING (SQLAlchemy "insertmanyvalues"),
+                    # ids in the order of the rows.
+                    new_ids = [int(i) for i in conn.execute(self._insert_returning, allowed).scalars()]
+                else:
+                    new_ids = []
+                it = iter(new_ids)
+                return [None if r["spki_sha256"] in blocked else next(it) for r in rows]
         except IntegrityError:
             return None
 
