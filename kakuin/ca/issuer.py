@@ -21,61 +21,41 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from kakuin.ca import der
 from kakuin.ca.authority import AuthorityCache, LoadedCA
 from kakuin.ca.csr import csr_names, parse_csr  # noqa: F401  (re-exported)
-from kakuin.ca.keystore import KeyType, PublicKey, generate_private_key
+from kakuin.ca.keystore import KeyType, generate_private_key
 from kakuin.ca.lint import CertificateLinter, blocking
+from kakuin.ca.requests import (  # noqa: F401  (IssueRequest, Issued re-exported)
+    Issued,
+    IssueRequest,
+    check_institution_confirmed,
+    check_names,
+    purpose_for,
+    subject_for,
+    validity_for,
+)
 from kakuin.clock import Clock
-from kakuin.config import Config, PolicyConfig
+from kakuin.config import Config
 from kakuin.errors import (
     BlockedKeyError,
     IssuanceError,
     KakuinError,
     KeyRuleError,
     LintError,
-    NameRuleError,
     NotFound,
-    PolicyError,
 )
-from kakuin.policy import names as name_rules
 from kakuin.policy.keys import check_key, describe_key
-from kakuin.policy.profiles import Kind, Profile, Purpose, ValidityKind, extensions_for
-from kakuin.policy.subject import SubjectRules, check_subject
-from kakuin.policy.validity import decide_validity, max_tls_validity_days
+from kakuin.policy.profiles import Kind, Profile, extensions_for
 from kakuin.store.db import Database
 from kakuin.store.repos import CertificateRepo, InstitutionRepo, IssuanceLedger
 
 STALE_AFTER = dt.timedelta(minutes=10)
-
-
-@dataclass(frozen=True, slots=True)
-class IssueRequest:
-    profile: str
-    public_key: PublicKey
-    subject: x509.Name
-    dns_names: tuple[str, ...] = ()
-    emails: tuple[str, ...] = ()
-    institution: str | None = None  # registered English name
-    requested_days: int | None = None
-    requested_by: str = ""
-    purpose: Purpose | None = None
-    extra_extensions: tuple[tuple[x509.ExtensionType, bool], ...] = field(default=())
-
-
-@dataclass(frozen=True, slots=True)
-class Issued:
-    serial: str
-    certificate: x509.Certificate
-    chain: tuple[x509.Certificate, ...]
-    issuer_slug: str
-    note: str | None = None
 
 
 @dataclass(slots=True)
@@ -141,91 +121,6 @@ class IssuanceService:
             known = ", ".join(sorted(p for p, v in self.profiles.items() if not v.is_ca))
             raise NotFound(f"unknown profile {name!r} (known: {known})") from None
 
-    def _purpose(self, profile: Profile, req: IssueRequest) -> Purpose:
-        if req.purpose is not None:
-            if req.purpose not in profile.purposes:
-                raise KeyRuleError(f"profile {profile.name} is not issued by {req.purpose} CAs", rule="purpose")
-            return req.purpose
-        if profile.purposes == (Purpose.TLS_RSA, Purpose.TLS_ECDSA):
-            is_ec = isinstance(req.public_key, ec.EllipticCurvePublicKey)
-            return Purpose.TLS_ECDSA if is_ec else Purpose.TLS_RSA
-        if not profile.purposes:
-            raise NotFound(f"profile {profile.name} is not issued by an intermediate")
-        return profile.purposes[0]
-
-    def _subject(self, profile: Profile, req: IssueRequest, organization: str | None) -> x509.Name:
-        if profile.kind is Kind.SERVER_DV:
-            # BR 7.1.4.2.2 / Boulder: a DV subject is only the CN, taken from the SANs.
-            return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, req.dns_names[0])])
-        if profile.kind is Kind.SMIME:
-            mailbox = req.emails[0]
-            return x509.Name(
-                [
-                    x509.NameAttribute(NameOID.COMMON_NAME, mailbox),
-                    x509.NameAttribute(NameOID.EMAIL_ADDRESS, mailbox),
-                ]
-            )
-        if profile.subject_rules:
-            rules = SubjectRules(
-                country=self.config.policy.country,
-                allow_ou=profile.kind not in (Kind.SERVER_OV,),  # BR 7.1.4.2.2(i): no OU
-            )
-            check_subject(
-                req.subject,
-                rules,
-                organization=organization,
-                email_allowed=profile.kind is Kind.CLIENT,
-            )
-        return req.subject
-
-    def _names(self, profile: Profile, req: IssueRequest, allowed_domains: list[str] | None) -> None:
-        if profile.dns_names:
-            if not req.dns_names:
-                raise NameRuleError("a server certificate needs at least one DNS name", rule="san-missing")
-            for n in req.dns_names:
-                name_rules.check_dns_name(n)
-                if allowed_domains is not None:
-                    name_rules.check_within(n, allowed_domains)
-            if profile.kind is Kind.SERVER_OV:
-                cns = req.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-                if cns and str(cns[0].value).lower() not in {d.lower() for d in req.dns_names}:
-                    raise NameRuleError(
-                        "the subject CN must also be one of the DNS names (BR 7.1.4.3)",
-                        rule="cn-not-in-san",
-                        field="CN",
-                    )
-        elif req.dns_names:
-            raise NameRuleError(f"profile {profile.name} carries no DNS names", rule="san-not-allowed")
-        if profile.emails:
-            if profile.kind is Kind.SMIME and not req.emails:
-                raise NameRuleError("an S/MIME certificate needs a mailbox address", rule="email-missing")
-            for e in req.emails:
-                name_rules.check_email(e)
-        elif req.emails:
-            raise NameRuleError(f"profile {profile.name} carries no e-mail addresses", rule="email-not-allowed")
-
-    def _validity(
-        self, profile: Profile, req: IssueRequest, now: dt.datetime
-    ) -> tuple[dt.datetime, dt.datetime, str | None]:
-        if profile.validity is ValidityKind.TLS_SCHEDULE:
-            limit_days, limit_months = max_tls_validity_days(now), None
-        elif profile.validity is ValidityKind.MONTHS:
-            months = (
-                self.config.policy.client_validity_months if profile.kind is Kind.CLIENT else profile.validity_value
-            )
-            limit_days, limit_months = None, months
-        else:
-            limit_days, limit_months = profile.validity_value, None
-        d = decide_validity(
-            now=now,
-            limit_days=limit_days,
-            limit_months=limit_months,
-            requested_days=req.requested_days,
-            default_days=None,
-            over_limit=self.config.policy.over_limit,
-        )
-        return d.not_before, d.not_after, d.note
-
     # -- pipeline ----------------------------------------------------------
     def _prepare(self, req: IssueRequest, now: dt.datetime) -> _Prepared:
         """Every policy check; no writes. Raises the specific PolicyError."""
@@ -250,10 +145,10 @@ class IssuanceService:
             if req.public_key.key_size < 3072:
                 # CS BR 6.1.5.2: RSA subscriber keys for code signing ≥ 3072 bits.
                 raise KeyRuleError("code signing needs RSA ≥ 3072 bits or ECDSA", rule="rsa-size")
-        self._names(profile, req, allowed_domains)
-        subject = self._subject(profile, req, organization)
-        not_before, not_after, note = self._validity(profile, req, now)
-        ca = self.authorities.issuing_now(self.db, self._purpose(profile, req), now)
+        check_names(profile, req, allowed_domains)
+        subject = subject_for(self.config, profile, req, organization)
+        not_before, not_after, note = validity_for(self.config, profile, req, now)
+        ca = self.authorities.issuing_now(self.db, purpose_for(profile, req), now)
         if not_after > ca.not_after:
             raise IssuanceError(f"{ca.name} expires {ca.not_after:%Y-%m-%d}, before the certificate would; rotate it")
         shard = crl_shard(not_after, self.config.policy.crl_shards)
@@ -438,28 +333,6 @@ class IssuanceService:
 from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
 
 _DER = Encoding.DER
-
-
-def check_institution_confirmed(
-    name: str, confirmed_until: dt.datetime | None, now: dt.datetime, policy: PolicyConfig
-) -> None:
-    """The yearly confirmation of the institution (UPKI: the CA confirms the
-    organisation at registration and every year after) must be current."""
-    if confirmed_until is None:
-        if policy.require_institution_confirmation:
-            raise PolicyError(
-                f"institution {name!r} has never been confirmed; its responsible person must confirm it "
-                f"(機関「{name}」の確認が完了していないため発行できません)",
-                rule="institution-unconfirmed",
-            )
-        return
-    until = confirmed_until if confirmed_until.tzinfo else confirmed_until.replace(tzinfo=dt.UTC)
-    if until < now:
-        raise PolicyError(
-            f"institution {name!r} was confirmed until {until:%Y-%m-%d}; its yearly confirmation has lapsed "
-            f"(機関「{name}」の年次確認の期限 {until:%Y-%m-%d} が過ぎているため発行できません)",
-            rule="institution-unconfirmed",
-        )
 
 
 def crl_shard(not_after: dt.datetime, shards: int) -> int:
