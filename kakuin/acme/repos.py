@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from typing import Any
@@ -264,20 +265,26 @@ class ACMELedger:
         o, z, c = ACMEOrder.__table__, ACMEAuthorization.__table__, ACMEChallenge.__table__
         e, d, cert = EABCredential.__table__, InstitutionDomain.__table__, Certificate.__table__
         self._o, self._z, self._c = o, z, c
+
+        def cols(table: Any, view: type) -> list[Any]:
+            # The view's fields only: a column added later does not break the views.
+            return [table.c[f.name] for f in dataclasses.fields(view)]
+
+        acols, ocols, zcols, ccols = cols(a, Account), cols(o, Order), cols(z, Authorization), cols(c, Challenge)
         self._nonce_add = insert(n)
         self._nonce_redeem = delete(n).where(
             n.c.nonce == bindparam("nonce"), n.c.created_at >= bindparam("not_before")
         )
         self._nonce_purge = delete(n).where(n.c.created_at < bindparam("older_than"))
-        self._account = select(a).where(a.c.id == bindparam("id"))
-        self._order = select(o).where(o.c.id == bindparam("id"))
-        self._authzs = select(z).where(z.c.id.in_(bindparam("ids", expanding=True)))
-        self._authz = select(z).where(z.c.id == bindparam("id"))
-        self._challenges = select(c).where(c.c.authz_id == bindparam("authz_id")).order_by(c.c.id)
+        self._account = select(*acols).where(a.c.id == bindparam("id"))
+        self._order = select(*ocols).where(o.c.id == bindparam("id"))
+        self._authzs = select(*zcols).where(z.c.id.in_(bindparam("ids", expanding=True)))
+        self._authz = select(*zcols).where(z.c.id == bindparam("id"))
+        self._challenges = select(*ccols).where(c.c.authz_id == bindparam("authz_id")).order_by(c.c.id)
         self._challenges_of = (
-            select(c).where(c.c.authz_id.in_(bindparam("ids", expanding=True))).order_by(c.c.id)
+            select(*ccols).where(c.c.authz_id.in_(bindparam("ids", expanding=True))).order_by(c.c.id)
         )
-        self._challenge = select(c).where(c.c.id == bindparam("id"))
+        self._challenge = select(*ccols).where(c.c.id == bindparam("id"))
         # pending → processing for one challenge, only while no challenge of its
         # authorization has been tried: one statement, so the database decides.
         other = c.alias("other")
@@ -299,7 +306,7 @@ class ACMELedger:
             .values(status="processing")
         )
         self._reusable = (
-            select(z)
+            select(*zcols)
             .where(
                 z.c.account_id == bindparam("account_id"),
                 z.c.identifier == bindparam("identifier"),
