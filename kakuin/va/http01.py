@@ -11,7 +11,10 @@ BR 3.2.2.4, issue #8); the statuses are recorded per host.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
+import weakref
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
@@ -27,6 +30,25 @@ if TYPE_CHECKING:
 MAX_REDIRECTS = 10  # Boulder: maxRedirect
 MAX_BODY = 8192  # RFC 8555 §8.3 bodies are ~90 octets; Boulder reads a few KB at most
 METHOD = "http-01"
+
+
+_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+
+
+def _client() -> httpx.AsyncClient:
+    """One client per event loop, without keep-alive: every validation (and every
+    redirect hop) still opens its own connection to the address it resolved, as
+    Boulder's VA does; sharing saves building a client and its SSL context each time."""
+    loop = asyncio.get_running_loop()
+    client = _CLIENTS.get(loop)
+    if client is None or client.is_closed:
+        client = _CLIENTS[loop] = httpx.AsyncClient(
+            verify=False,
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
+    return client
 
 
 class _Refused(Exception):
@@ -82,9 +104,7 @@ async def validate_http01(
     hops: list[dict[str, object]] = []
     timeout = httpx.Timeout(va.config.timeout_seconds)
     try:
-        async with httpx.AsyncClient(
-            verify=False, timeout=timeout, follow_redirects=False, trust_env=False
-        ) as client:
+        async with contextlib.nullcontext(_client()) as client:
             for _ in range(MAX_REDIRECTS + 1):
                 parts = urlsplit(url)
                 scheme, host = parts.scheme, (parts.hostname or "")
@@ -113,6 +133,7 @@ async def validate_http01(
                                 "Accept": "*/*",
                             },
                             extensions={"sni_hostname": host} if scheme == "https" else {},
+                            timeout=timeout,
                         )
                         resp = await client.send(req, stream=True)
                         break
