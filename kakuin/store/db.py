@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,6 +28,31 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cur.close()
 
 
+# A pooled server connection idle longer than this is pinged before use.
+PING_IF_IDLE = 10.0
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """Pessimistic disconnect handling for connections that sat idle (where a
+    server restart or a firewall timeout leaves them dead), without a round
+    trip on every checkout as ``pool_pre_ping`` makes: a busy server checks
+    connections out many times a second. A dead one is replaced by the pool."""
+    now = time.monotonic()
+    last = record.info.get("checked_in", now)
+    if now - last > PING_IF_IDLE:
+        try:
+            cur = dbapi_connection.cursor()
+            cur.execute("SELECT 1")
+            cur.close()
+            dbapi_connection.rollback()
+        except Exception as e:
+            raise exc.DisconnectionError() from e
+
+
+def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+    record.info["checked_in"] = time.monotonic()
+
+
 class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
@@ -33,10 +60,13 @@ class Database:
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
         else:
-            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+            kwargs.update(pool_size=10, max_overflow=20)
         self.engine: Engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            event.listen(self.engine.pool, "checkout", _ping_if_idle)
+            event.listen(self.engine.pool, "checkin", _checked_in)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @property
