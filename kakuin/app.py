@@ -6,13 +6,16 @@ Transport only: routes parse, call a service, render. Each package exposes
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from kakuin.acme.http import acme_routes
-from kakuin.context import Context
+from kakuin.context import Context, default_data_dir
 from kakuin.errors import NotFound
 from kakuin.http import problem_response
 from kakuin.perspective.routes import mpic_routes
@@ -60,3 +63,11 @@ def create_app(ctx: Context) -> Starlette:
     routes += retrieval_routes(ctx)
     routes += mpic_routes(ctx)  # GET /metrics (issue #6)
     return Starlette(routes=routes)
+
+
+def factory() -> Starlette:
+    """The app of one ``kakuin serve --workers N`` worker (``kakuin.workers``):
+    the data directory in $KAKUIN_DATA_DIR, already migrated by ``kakuin serve``,
+    which also runs the background refresh (CRLs, OCSP) once for all workers."""
+    data_dir = Path(os.environ["KAKUIN_DATA_DIR"]) if "KAKUIN_DATA_DIR" in os.environ else default_data_dir()
+    return create_app(Context.open(data_dir.resolve(), migrate=False))

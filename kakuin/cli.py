@@ -331,7 +331,19 @@ def _host_port(listen: str) -> tuple[str, int]:
 
 
 @app.command()
-def serve(data_dir: DataDir = None) -> None:  # type: ignore[assignment]
+def serve(
+    data_dir: DataDir = None,  # type: ignore[assignment]
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            envvar="KAKUIN_WORKERS",
+            min=1,
+            help="Worker processes (uvicorn). Each is a stateless kakuin on the same database; "
+            "on a host with N cores, N is the natural setting.",
+        ),
+    ] = 1,
+) -> None:
     """Serve HTTP (CA certificates, and every enabled protocol) on server.listen."""
     import uvicorn
 
@@ -352,12 +364,20 @@ def serve(data_dir: DataDir = None) -> None:  # type: ignore[assignment]
         dns_host, dns_port = _host_port(ctx.config.dev.dns)
         DevDNS(dns_host, dns_port, ctx.config.dev.dns_zone, ctx.config.dev.dns_address).start()
     if ctx.config.portal.enabled:  # the officers' portal on its own mutual-TLS listener
+        if workers > 1:
+            raise KakuinError("--workers > 1 is not supported with the portal listener (portal.enabled)")
         import asyncio
 
         from kakuin.portal.app import portal_config, serve_with_portal
 
         main = uvicorn.Config(create_app(ctx), host=host, port=port, log_level="warning")
         asyncio.run(serve_with_portal(main, portal_config(ctx)))
+        return
+    if workers > 1:
+        from kakuin.workers import serve_workers
+
+        # This process supervises the workers and keeps the background refresh above.
+        serve_workers(ctx.config.data_dir, host, port, workers)
         return
     uvicorn.run(create_app(ctx), host=host, port=port, log_level="warning")
 
