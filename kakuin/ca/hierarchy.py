@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from kakuin.ca import der
 from kakuin.ca.authority import urls
-from kakuin.ca.issuer import _throwaway_key, random_serial
+from kakuin.ca.issuer import throwaway_key, random_serial
 from kakuin.ca.keystore import KeyBackend, KeyRef, KeyType, Signer
 from kakuin.ca.lint import CertificateLinter, blocking
 from kakuin.clock import Clock, as_utc
@@ -44,7 +44,7 @@ def sign_certificate(
 ) -> x509.Certificate:
     """Throwaway-sign, lint, then sign the same TBS with ``signer``."""
     hash_alg = signer.key_type.signature_hash
-    draft = builder.sign(_throwaway_key(signer.key_type), hash_alg).public_bytes(Encoding.DER)  # type: ignore[arg-type]
+    draft = builder.sign(throwaway_key(signer.key_type), hash_alg).public_bytes(Encoding.DER)  # type: ignore[arg-type]
     if linter is not None:
         bad = blocking(linter.lint(draft, profile.linter))
         if bad:

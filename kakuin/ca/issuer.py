@@ -87,7 +87,7 @@ def random_serial() -> int:
 _THROWAWAY: dict[KeyType, object] = {}
 
 
-def _throwaway_key(key_type: KeyType) -> object:
+def throwaway_key(key_type: KeyType) -> object:
     key = _THROWAWAY.get(key_type)
     if key is None:
         key = _THROWAWAY[key_type] = generate_private_key(key_type)
@@ -311,7 +311,7 @@ class IssuanceService:
         if self.linter is None and signer.private_key is not None:
             cert = builder.sign(signer.private_key, hash_alg)  # type: ignore[arg-type]
             return cert, cert.public_bytes(_DER)
-        draft = builder.sign(_throwaway_key(signer.key_type), hash_alg).public_bytes(_DER)  # type: ignore[arg-type]
+        draft = builder.sign(throwaway_key(signer.key_type), hash_alg).public_bytes(_DER)  # type: ignore[arg-type]
         if self.linter is not None:
             bad = blocking(self.linter.lint(draft, p.profile.linter))
             if bad:

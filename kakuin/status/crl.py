@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from kakuin.ca import der
 from kakuin.ca.authority import AuthorityCache, LoadedCA, shard_crl_url
-from kakuin.ca.issuer import _throwaway_key
+from kakuin.ca.issuer import throwaway_key
 from kakuin.ca.lint import CertificateLinter, blocking
 from kakuin.clock import UTC, Clock, as_utc
 from kakuin.config import Config
@@ -173,7 +173,7 @@ def build_crl(ca: LoadedCA, *, number: int, this_update: dt.datetime, next_updat
             full_name=[x509.UniformResourceIdentifier(idp_url)], relative_name=None,
             only_contains_user_certs=True, only_contains_ca_certs=False, only_some_reasons=None,
             indirect_crl=False, only_contains_attribute_certs=False), critical=True)
-    skeleton = builder.sign(_throwaway_key(signer.key_type), hash_alg).public_bytes(Encoding.DER)  # type: ignore[arg-type]
+    skeleton = builder.sign(throwaway_key(signer.key_type), hash_alg).public_bytes(Encoding.DER)  # type: ignore[arg-type]
     empty_tbs, alg, _ = der.split_signed(skeleton)
     if lint is not None:
         sample, _ = encode_entries(rows[:LINT_SAMPLE])

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
 from kakuin.ca.der import read_tlv, tlv
-from kakuin.ca.issuer import _throwaway_key
+from kakuin.ca.issuer import throwaway_key
 from kakuin.ca.lint import CertificateLinter, blocking
 from kakuin.clock import UTC, Clock, as_utc
 from kakuin.errors import LintError, NotFound
@@ -201,7 +201,7 @@ class OCSPService:
         if signer.private_key is not None:
             der = builder.sign(signer.private_key, hash_alg).public_bytes(Encoding.DER)  # type: ignore[arg-type]
         else:
-            draft = builder.sign(_throwaway_key(signer.key_type), hash_alg).public_bytes(Encoding.DER)  # type: ignore[arg-type]
+            draft = builder.sign(throwaway_key(signer.key_type), hash_alg).public_bytes(Encoding.DER)  # type: ignore[arg-type]
             der = resign(draft, responder)
         self._lint_once(issuer_id, status.state, nonce is not None, der)
         return Answer(der, now, next_update, nonce is None, _etag(der))
