@@ -53,7 +53,7 @@ from kakuin.errors import (
 from kakuin.policy.keys import check_key, describe_key
 from kakuin.policy.profiles import Kind, Profile, extensions_for
 from kakuin.store.db import Database
-from kakuin.store.repos import CertificateRepo, InstitutionRepo, IssuanceLedger
+from kakuin.store.repos import CertificateRepo, IssuanceLedger
 
 STALE_AFTER = dt.timedelta(minutes=10)
 
@@ -131,11 +131,10 @@ class IssuanceService:
         allowed_domains: list[str] | None = None
         institution_id: int | None = None
         if req.institution:
-            with self.db.session() as s:
-                inst = InstitutionRepo(s).by_name(req.institution)
-                organization, institution_id = inst.name_en, inst.id
-                check_institution_confirmed(inst.name_en, inst.confirmed_until, now, self.config.policy)
-                allowed_domains = [d.domain for d in inst.domains if d.approved] or None
+            inst = self.ledger.institution(req.institution)
+            organization, institution_id = inst.name_en, inst.id
+            check_institution_confirmed(inst.name_en, inst.confirmed_until, now, self.config.policy)
+            allowed_domains = list(inst.approved_domains) or None
         elif self.config.policy.institution_required and profile.subject_rules:
             raise NotFound("an institution is required (policy.institution_required)")
         # The blocklist is consulted in the transaction that records the intent

@@ -196,6 +196,16 @@ class InstitutionRepo:
         return self.s.scalars(select(Institution).order_by(Institution.name_en)).all()
 
 
+@dataclass(frozen=True, slots=True)
+class InstitutionFacts:
+    """What issuance needs of an institution: its name, confirmation, approved domains."""
+
+    id: int
+    name_en: str
+    confirmed_until: dt.datetime | None
+    approved_domains: tuple[str, ...]
+
+
 class IssuanceLedger:
     """The pipeline's hot path in SQLAlchemy Core.
 
@@ -217,6 +227,22 @@ class IssuanceLedger:
         self._update = update(table).where(table.c.id == bindparam("_id"))
         self._linted = self._update.values(state="linted", linted_at=bindparam("at"))
         self._issued = self._update.values(state="issued", der=bindparam("der"), issued_at=bindparam("at"))
+        inst, dom = Institution.__table__, InstitutionDomain.__table__
+        self._institution = select(inst.c.id, inst.c.name_en, inst.c.confirmed_until).where(
+            inst.c.name_en == bindparam("name")
+        )
+        self._approved = select(dom.c.domain).where(
+            dom.c.institution_id == bindparam("id"), dom.c.approved.is_(True)
+        ).order_by(dom.c.id)
+
+    def institution(self, name_en: str) -> InstitutionFacts:
+        """As ``InstitutionRepo.by_name`` (NotFound when unknown), without the ORM."""
+        with self.engine.connect() as conn:
+            row = conn.execute(self._institution, {"name": name_en}).first()
+            if row is None:
+                raise NotFound(f"no institution named {name_en!r}")
+            domains = tuple(conn.execute(self._approved, {"id": row.id}).scalars())
+        return InstitutionFacts(row.id, row.name_en, row.confirmed_until, domains)
 
     def is_blocked(self, spki_sha256: str) -> bool:
         with self.engine.connect() as conn:
