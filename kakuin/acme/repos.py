@@ -261,6 +261,10 @@ class ACMELedger:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Reads run without a transaction (PostgreSQL: no BEGIN/ROLLBACK round
+        # trips around a SELECT). Each statement sees what is committed, as under
+        # READ COMMITTED; the decisions are the conditional writes, never a read.
+        self.reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         n, a = ACMENonce.__table__, ACMEAccount.__table__
         o, z, c = ACMEOrder.__table__, ACMEAuthorization.__table__, ACMEChallenge.__table__
         e, d, cert = EABCredential.__table__, InstitutionDomain.__table__, Certificate.__table__
@@ -346,7 +350,7 @@ class ACMELedger:
         return True
 
     def account(self, account_id: int) -> Account | None:
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             row = conn.execute(self._account, {"id": account_id}).first()
         return Account(**row._mapping) if row is not None else None
 
@@ -354,7 +358,7 @@ class ACMELedger:
         """The names an account may order: the credential's list, else its institution's."""
         if institution_id is None:
             return None
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             if cred_id is not None:
                 domains = conn.execute(self._cred_domains, {"id": cred_id}).scalar()
                 if domains and domains.strip():
@@ -362,7 +366,7 @@ class ACMELedger:
             return list(conn.execute(self._inst_domains, {"id": institution_id}).scalars())
 
     def institution_name(self, institution_id: int) -> str | None:
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             return conn.execute(self._institution_name, {"id": institution_id}).scalar()
 
     # -- orders, authorizations, challenges -------------------------------------
@@ -371,7 +375,7 @@ class ACMELedger:
         return [rows[i] for i in ids if i in rows]
 
     def order(self, order_id: int) -> tuple[Order, list[Authorization]] | None:
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             row = conn.execute(self._order, {"id": order_id}).first()
             if row is None:
                 return None
@@ -379,7 +383,7 @@ class ACMELedger:
             return o, self._authzs_of(conn, list(o.authz_ids))
 
     def authz(self, authz_id: int) -> tuple[Authorization, list[Challenge]] | None:
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             row = conn.execute(self._authz, {"id": authz_id}).first()
             if row is None:
                 return None
@@ -387,11 +391,11 @@ class ACMELedger:
             return Authorization(**row._mapping), [Challenge(**c._mapping) for c in chals]
 
     def challenges(self, authz_ids: list[int]) -> list[Challenge]:
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             return [Challenge(**c._mapping) for c in conn.execute(self._challenges_of, {"ids": authz_ids})]
 
     def challenge(self, challenge_id: int) -> tuple[Challenge, Authorization] | None:
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             row = conn.execute(self._challenge, {"id": challenge_id}).first()
             if row is None:
                 return None
@@ -475,5 +479,5 @@ class ACMELedger:
             conn.execute(self._set_order.values(**values), {"_id": order_id})
 
     def certificate(self, serial: str) -> Any:
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             return conn.execute(self._certificate, {"serial": serial.lower()}).first()

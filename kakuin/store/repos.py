@@ -217,6 +217,8 @@ class IssuanceLedger:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Reads without a transaction (no BEGIN/ROLLBACK round trips on PostgreSQL).
+        self.reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         table = Certificate.__table__
         self._insert = insert(table)
         self._insert_returning = insert(table).returning(table.c.id, sort_by_parameter_order=True)
@@ -237,7 +239,7 @@ class IssuanceLedger:
 
     def institution(self, name_en: str) -> InstitutionFacts:
         """As ``InstitutionRepo.by_name`` (NotFound when unknown), without the ORM."""
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             row = conn.execute(self._institution, {"name": name_en}).first()
             if row is None:
                 raise NotFound(f"no institution named {name_en!r}")
@@ -245,7 +247,7 @@ class IssuanceLedger:
         return InstitutionFacts(row.id, row.name_en, row.confirmed_until, domains)
 
     def is_blocked(self, spki_sha256: str) -> bool:
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             return conn.execute(self._blocked, {"h": spki_sha256}).first() is not None
 
     def reserve_many(self, rows: list[dict[str, object]]) -> list[int | None] | None:
