@@ -131,10 +131,10 @@ def kakuin_child(d: Path) -> None:
     with ctx.db.session() as s:
         ca = CARepo(s).by_slug("tls-rsa-g1")
     ctx.authorities.load(ctx.db._sessions(), ca)  # key loaded (scrypt/PBKDF2) outside the timing
-    from kakuin.ca.issuer import _throwaway_key
+    from kakuin.ca.issuer import throwaway_key
     from kakuin.ca.keystore import KeyType
 
-    _throwaway_key(KeyType(ca.key_type))
+    throwaway_key(KeyType(ca.key_type))
     # A running service has its pkilint container built (~150 ms once per
     # process): warm it with an empty CRL of another issuer.
     with ctx.db.session() as s:
