@@ -11,10 +11,9 @@ the deadline the remainder and G3 are revoked and OCSP, the CRL and the root's
 ARL say so; G3's key is destroyed and the signed ceremony log verifies.
 
 In 2019 the Baseline Requirements allowed 825-day server certificates (398 days
-only from 2020-09-01); kakuin's schedule starts at 398 days, so this test puts
-the historical step back for issuance before 2020-09-01. That is also what
-makes reissued certificates shorter than the ones they replace, which the
-report must say. (Real certbot and ARI: tests/test_incident_certbot.py.)
+only from 2020-09-01); kakuin's schedule (kakuin/policy/validity.py) carries
+that history. That is also what makes reissued certificates shorter than the
+ones they replace, which the report must say. (Real certbot and ARI: tests/test_incident_certbot.py.)
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ from cryptography import x509
 from cryptography.x509 import ocsp
 from sqlalchemy import select
 
-import kakuin.ca.issuer as issuer_module
 from kakuin.acme.ari import RenewalInfoService, cert_id
 from kakuin.acme.models import ARIOverride
 from kakuin.ca.issuer import IssueRequest
@@ -57,18 +55,9 @@ T = lambda *a: dt.datetime(*a, tzinfo=UTC)  # noqa: E731
 OFFICER = Actor("officer:hanako@example.ac.jp")  # institution set once registered
 
 
-@pytest.fixture
-def historical_validity(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = issuer_module.max_tls_validity_days
-    cutover = T(2020, 9, 1)
-    # BR 6.3.2 (2018-03-01 .. 2020-08-31): 825 days; then 398 (kakuin's table).
-    monkeypatch.setattr(issuer_module, "max_tls_validity_days", lambda at: 825 if at < cutover else original(at))
-
-
 def test_the_2020_story(
     tmp_path: Path,
     smtp: SMTPSink,  # noqa: F811
-    historical_validity: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     data = early_hierarchy(tmp_path, generation=3, smtp=(smtp.host, smtp.port))

@@ -18,6 +18,15 @@ from kakuin.policy.validity import (
 )
 from tests.helpers import ec_key, ov_name
 
+# The history the table keeps (to judge and reissue old certificates).
+HISTORY = [
+    (dt.datetime(2018, 2, 28, 23, 59, 59, tzinfo=UTC), 1185, 1185),
+    (dt.datetime(2018, 3, 1, 0, 0, 0, tzinfo=UTC), 825, 825),
+    (dt.datetime(2020, 8, 31, 23, 59, 59, tzinfo=UTC), 825, 825),
+    (dt.datetime(2020, 9, 1, 0, 0, 0, tzinfo=UTC), 398, 825),
+    (dt.datetime(2021, 9, 30, 23, 59, 59, tzinfo=UTC), 398, 825),
+    (dt.datetime(2021, 10, 1, 0, 0, 0, tzinfo=UTC), 398, 398),
+]
 BOUNDARIES = [
     # (issuance moment, max days, DCV reuse days)
     (dt.datetime(2026, 3, 14, 23, 59, 59, tzinfo=UTC), 398, 398),
@@ -29,7 +38,7 @@ BOUNDARIES = [
 ]
 
 
-@pytest.mark.parametrize("at,max_days,reuse", BOUNDARIES)
+@pytest.mark.parametrize("at,max_days,reuse", HISTORY + BOUNDARIES)
 def test_schedule_table(at: dt.datetime, max_days: int, reuse: int) -> None:
     assert max_tls_validity_days(at) == max_days
     assert dcv_reuse_days(at) == reuse

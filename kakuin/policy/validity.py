@@ -32,9 +32,13 @@ class ScheduleStep:
     dcv_reuse_days: int
 
 
-# BR 6.3.2 and 4.2.1 as amended by SC-081v3.
+# BR 6.3.2 and 4.2.1: the history (needed to judge and reissue old
+# certificates, e.g. the 2020 incident's) and the schedule of SC-081v3.
 TLS_SCHEDULE: tuple[ScheduleStep, ...] = (
-    ScheduleStep(dt.date(1970, 1, 1), 398, 398),
+    ScheduleStep(dt.date(1970, 1, 1), 1185, 1185),  # 39 months (BR 1.x, from 2015-04-01)
+    ScheduleStep(dt.date(2018, 3, 1), 825, 825),  # ballot 193
+    ScheduleStep(dt.date(2020, 9, 1), 398, 825),  # ballot SC-31 / root programs
+    ScheduleStep(dt.date(2021, 10, 1), 398, 398),  # ballot SC-42: DCV reuse 398 days
     ScheduleStep(dt.date(2026, 3, 15), 200, 200),
     ScheduleStep(dt.date(2027, 3, 15), 100, 100),
     ScheduleStep(dt.date(2029, 3, 15), 47, 10),
