@@ -32,7 +32,7 @@ from kakuin.incident.models import Incident, IncidentCertificate, IncidentRemind
 from kakuin.incident.report import AffectedCertificate, IncidentReport, IncidentService, _incident
 from kakuin.notify.compose import Attachment, DigestItem, build_digest
 from kakuin.notify.outbox import enqueue
-from kakuin.ra.models import Person
+from kakuin.ra.recipients import officer_emails
 from kakuin.store.repos import CARepo
 
 if TYPE_CHECKING:
@@ -143,15 +143,7 @@ class Campaign:
                 to = {a for v in (c.subscriber, c.officer) for a in (v or "").split(", ") if "@" in a}
                 if not to:
                     inst = inst_ids.get(c.serial)
-                    if inst not in officers:
-                        officers[inst] = list(
-                            s.scalars(
-                                select(Person.email).where(
-                                    Person.institution_id == inst, Person.role == "officer", Person.active.is_(True)
-                                )
-                            )
-                        )
-                    to = set(officers[inst])
+                    to = set(officer_emails(s, inst, officers)) if inst is not None else set()
                 for r in to:
                     by_recipient[r].append(item)
             files = (Attachment("new-intermediate.pem", chain_pem, "application/x-pem-file"),) if chain_pem else ()

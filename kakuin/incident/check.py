@@ -26,6 +26,7 @@ from cryptography.x509.oid import ExtensionOID, NameOID
 
 from kakuin.clock import as_utc
 from kakuin.errors import KakuinError, NotFound
+from kakuin.incident.report import jsonable
 
 if TYPE_CHECKING:
     from kakuin.context import Context
@@ -84,18 +85,10 @@ class CheckResult:
         return EXIT[self.severity]
 
     def json(self) -> dict[str, object]:
-        def conv(o: object) -> object:
-            if isinstance(o, dt.datetime):
-                return o.strftime("%Y-%m-%dT%H:%M:%SZ")
-            if isinstance(o, dict):
-                return {k: conv(v) for k, v in o.items()}
-            if isinstance(o, list | tuple):
-                return [conv(v) for v in o]
-            return o
 
         body = asdict(self)
         body.update(severity=self.severity, exit_code=self.exit_code)
-        return conv(body)  # type: ignore[return-value]
+        return jsonable(body)  # type: ignore[return-value]
 
     def text(self, lang: str = "en") -> str:
         ja = lang == "ja"

@@ -41,6 +41,17 @@ if TYPE_CHECKING:
 DEFAULT_REMIND_DAYS = (14, 7, 3, 1)
 
 
+def jsonable(o: object) -> object:
+    """Dataclass-as-dict values for JSON: datetimes as RFC 3339 UTC strings."""
+    if isinstance(o, dt.datetime):
+        return o.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(o, dict):
+        return {k: jsonable(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [jsonable(v) for v in o]
+    return o
+
+
 def parse_bound(value: str | dt.date | dt.datetime | None, tz: str = "UTC", *, end: bool = False) -> dt.datetime | None:
     """A rule boundary as an aware UTC instant. A date is a whole day in ``tz``:
     its first second (start) or its last second (end, inclusive)."""
@@ -172,16 +183,8 @@ class IncidentReport:
         return sum(1 for c in self.certificates if c.shortened_days > 0)
 
     def json(self) -> dict[str, object]:
-        def conv(o: object) -> object:
-            if isinstance(o, dt.datetime):
-                return o.strftime("%Y-%m-%dT%H:%M:%SZ")
-            if isinstance(o, dict):
-                return {k: conv(v) for k, v in o.items()}
-            if isinstance(o, list | tuple):
-                return [conv(v) for v in o]
-            return o
 
-        return conv(
+        return jsonable(
             {
                 "incident": asdict(self.incident),
                 "generated_at": self.generated_at,

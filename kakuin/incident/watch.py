@@ -24,7 +24,8 @@ from kakuin.clock import as_utc
 from kakuin.incident.progress import successors
 from kakuin.notify.compose import DigestItem, build_digest
 from kakuin.notify.outbox import enqueue
-from kakuin.ra.models import OutboxMail, Person
+from kakuin.ra.models import OutboxMail
+from kakuin.ra.recipients import officer_emails
 from kakuin.store.models import Certificate
 
 if TYPE_CHECKING:
@@ -85,15 +86,7 @@ def find_expiring(ctx: Context, days: int = 30) -> list[Expiring]:
             inst, source, officer, subscriber = holders[c.serial]
             to = {a for v in (subscriber, officer) for a in (v or "").split(", ") if "@" in a}
             if not to and inst is not None:
-                if inst not in officers:
-                    officers[inst] = list(
-                        s.scalars(
-                            select(Person.email).where(
-                                Person.institution_id == inst, Person.role == "officer", Person.active.is_(True)
-                            )
-                        )
-                    )
-                to = set(officers[inst])
+                to = set(officer_emails(s, inst, officers))
             na = as_utc(c.not_after)
             out.append(
                 Expiring(

@@ -18,6 +18,7 @@ from kakuin.notify.compose import DigestItem, build_digest
 from kakuin.notify.outbox import enqueue
 from kakuin.ra import notices
 from kakuin.ra.models import ExpiryNotice, Person, RACertificate
+from kakuin.ra.recipients import officer_emails
 from kakuin.ra.retrieval import officer_email
 from kakuin.store.db import Database
 from kakuin.store.models import Certificate
@@ -101,15 +102,5 @@ class ExpiryService:
             if to:
                 return to
         if cert.institution_id is not None:
-            if cert.institution_id not in officers:
-                officers[cert.institution_id] = list(
-                    s.scalars(
-                        select(Person.email).where(
-                            Person.institution_id == cert.institution_id,
-                            Person.role == "officer",
-                            Person.active.is_(True),
-                        )
-                    )
-                )
-            to.update(officers[cert.institution_id])
+            to.update(officer_emails(s, cert.institution_id, officers))
         return to

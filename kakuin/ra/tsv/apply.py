@@ -211,7 +211,8 @@ class TSVService:
                 if r.ok and r.serial:
                     row = next(x for x in report.checked if x.row == r.row)
                     names = row.dns_names  # type: ignore[union-attr]
-                    link_certificate(self.db, r.serial, [c for n in names for c in checks.get(n.removeprefix("*."), [])])
+                    evidence = [c for n in names for c in checks.get(n.removeprefix("*."), [])]
+                    link_certificate(self.db, r.serial, evidence)
         elif report.kind is TSVKind.CLIENT_ISSUE:
             results = self._client([r for r in report.checked if isinstance(r, ClientRow)], institution, actor, app_id)
         elif report.kind is TSVKind.REVOKE:
