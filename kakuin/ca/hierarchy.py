@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from kakuin.ca import der
 from kakuin.ca.authority import urls
-from kakuin.ca.issuer import throwaway_key, random_serial
+from kakuin.ca.issuer import random_serial, throwaway_key
 from kakuin.ca.keystore import KeyBackend, KeyRef, KeyType, Signer
 from kakuin.ca.lint import CertificateLinter, blocking
 from kakuin.clock import Clock, as_utc
