@@ -94,6 +94,10 @@ class VAConfig(_Model):
     # "host:port" of the resolver for CAA and dns-01; empty: the system resolver.
     resolver: str = ""
     timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Local address for the VA's outgoing connections and DNS queries (empty:
+    # the OS chooses). A remote perspective sets its own (BR 3.2.2.9: each
+    # perspective checks from its own network location).
+    source_address: str = ""
     # RFC 8659 §4: the issuer domain names that CAA "issue" records must name.
     caa_identities: tuple[str, ...] = ("kakuin.example",)
     # BR 3.2.2.4 / 3.2.2.8.1 (2026-03-15): lookups go through a validating resolver

@@ -70,8 +70,11 @@ def serve(
 
     host, port = _host_port(listen)
     key = _read_key(key_file, key_env)
+    # BR 3.2.2.9: the perspective checks from its own address, the one it listens on.
+    source = "" if host in ("0.0.0.0", "::") else host
     settings: dict[str, Any] = {"resolver": resolver, "http01_port": http01_port,
-                                "tlsalpn01_port": tlsalpn01_port, "timeout_seconds": timeout}
+                                "tlsalpn01_port": tlsalpn01_port, "timeout_seconds": timeout,
+                                "source_address": source}
     if caa_identity:
         settings["caa_identities"] = tuple(caa_identity)
     if dnssec is not None:

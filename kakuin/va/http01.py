@@ -32,21 +32,26 @@ MAX_BODY = 8192  # RFC 8555 §8.3 bodies are ~90 octets; Boulder reads a few KB 
 METHOD = "http-01"
 
 
-_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def _client() -> httpx.AsyncClient:
-    """One client per event loop, without keep-alive: every validation (and every
-    redirect hop) still opens its own connection to the address it resolved, as
-    Boulder's VA does; sharing saves building a client and its SSL context each time."""
+def _client(source: str = "") -> httpx.AsyncClient:
+    """One client per event loop (and local source address), without keep-alive:
+    every validation (and every redirect hop) still opens its own connection to
+    the address it resolved, as Boulder's VA does; sharing saves building a
+    client and its SSL context each time."""
     loop = asyncio.get_running_loop()
-    client = _CLIENTS.get(loop)
+    clients = _CLIENTS.setdefault(loop, {})
+    client = clients.get(source)
     if client is None or client.is_closed:
-        client = _CLIENTS[loop] = httpx.AsyncClient(
-            verify=False,
+        transport = httpx.AsyncHTTPTransport(verify=False, local_address=source or None,
+                                             limits=httpx.Limits(max_keepalive_connections=0))
+        client = clients[source] = httpx.AsyncClient(
+            transport=transport,
             follow_redirects=False,
             trust_env=False,
-            limits=httpx.Limits(max_keepalive_connections=0),
         )
     return client
 
@@ -104,7 +109,7 @@ async def validate_http01(
     hops: list[dict[str, object]] = []
     timeout = httpx.Timeout(va.config.timeout_seconds)
     try:
-        async with contextlib.nullcontext(_client()) as client:
+        async with contextlib.nullcontext(_client(va.config.source_address)) as client:
             for _ in range(MAX_REDIRECTS + 1):
                 parts = urlsplit(url)
                 scheme, host = parts.scheme, (parts.hostname or "")

@@ -133,10 +133,11 @@ class Resolver:
     (``va.dnssec``); ``retry_delay``: seconds before the one retry of a failure."""
 
     def __init__(self, inner: dns.asyncresolver.Resolver, *, dnssec: bool = True,
-                 retry_delay: float = 1.0) -> None:
+                 retry_delay: float = 1.0, source: str | None = None) -> None:
         self._inner = inner  # holds the nameservers, port, timeout and EDNS settings
         self.dnssec = dnssec
         self.retry_delay = retry_delay
+        self.source = source or None  # local address queries are sent from
 
     @classmethod
     def from_config(cls, config: VAConfig) -> Resolver:
@@ -154,7 +155,8 @@ class Resolver:
         inner.lifetime = config.timeout_seconds
         inner.use_edns(0, dns.flags.DO, EDNS_PAYLOAD)
         inner.cache = None
-        return cls(inner, dnssec=config.dnssec, retry_delay=config.dnssec_retry_delay)
+        return cls(inner, dnssec=config.dnssec, retry_delay=config.dnssec_retry_delay,
+                   source=config.source_address or None)
 
     def _servers(self) -> list[tuple[str, int]]:
         out = []
@@ -181,7 +183,7 @@ class Resolver:
                 break
             try:
                 response, _ = await dns.asyncquery.udp_with_fallback(
-                    query, host, timeout=remaining, port=port)
+                    query, host, timeout=remaining, port=port, source=self.source)
                 return response
             except dns.exception.Timeout:
                 last = f"timeout after {self._inner.lifetime:g}s"

@@ -107,7 +107,10 @@ async def validate_tlsalpn01(
     for addr in sorted(addrs, key=lambda a: ":" not in a):
         try:
             _reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(addr, port, ssl=_context(), server_hostname=domain),
+                asyncio.open_connection(
+                    addr, port, ssl=_context(), server_hostname=domain,
+                    local_addr=(va.config.source_address, 0) if va.config.source_address else None,
+                ),
                 va.config.timeout_seconds,
             )
         except ssl.SSLError as exc:
