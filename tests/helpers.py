@@ -25,8 +25,11 @@ def rsa_key(bits: int = 2048) -> rsa.RSAPrivateKey:
 
 
 def ov_name(
-    cn: str = "www.example.ac.jp", o: str = "Example University", st: str | None = "Tokyo", l: str | None = "Chiyoda-ku"
-) -> x509.Name:  # noqa: E741
+    cn: str = "www.example.ac.jp",
+    o: str = "Example University",
+    st: str | None = "Tokyo",
+    l: str | None = "Chiyoda-ku",  # noqa: E741  (the DN attribute's name)
+) -> x509.Name:
     attrs = [x509.NameAttribute(NameOID.COUNTRY_NAME, "JP")]
     if st:
         attrs.append(x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, st))
