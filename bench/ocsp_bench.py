@@ -202,11 +202,11 @@ def main() -> None:
             row("openssl ocsp -multi 2", load, best)
         for w in args.workers:
             port = free_port()
-            env = dict(os.environ, KAKUIN_DATA_DIR=str(files["data"]))
-            p = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "kakuin.status.http:app_factory",
-                                  "--host", "127.0.0.1", "--port", str(port), "--workers", str(w),
-                                  "--http", "httptools", "--loop", "uvloop", "--log-level", "warning",
-                                  "--no-access-log"], env=env, cwd=ROOT,
+            # `kakuin serve --workers N`: one socket per worker (SO_REUSEPORT), so
+            # keep-alive connections spread over the workers; with uvicorn's own
+            # --workers one shared socket let a single worker take them all.
+            env = dict(os.environ, KAKUIN_DATA_DIR=str(files["data"]), KAKUIN_LISTEN=f"127.0.0.1:{port}")
+            p = subprocess.Popen([sys.executable, "-m", "kakuin", "serve", "--workers", str(w)], env=env, cwd=ROOT,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             procs.append(p)
             wait_port(port, p)
@@ -217,7 +217,7 @@ def main() -> None:
                 wrk(url, lua(base, files["req"], method=method), 4, 2)  # warm up
                 for load, conns, delay in loads:
                     r = wrk(url, lua(base, files["req"], method=method, delay_ms=delay), conns, args.duration)
-                    row(f"kakuin uvicorn --workers {w} ({method})", load, r)
+                    row(f"kakuin serve --workers {w} ({method})", load, r)
             p.terminate()
             p.wait(10)
     finally:
