@@ -39,6 +39,8 @@ import dns.tsigkeyring
 import dns.update
 import pytest
 
+from tests.daemon import LoggedDaemon
+
 NAMED = os.environ.get("KAKUIN_TEST_NAMED", "/usr/sbin/named")
 START_TIMEOUT = 10.0
 
@@ -154,7 +156,7 @@ def standard_zones() -> list[Zone]:
     ]
 
 
-class BindServer:
+class BindServer(LoggedDaemon):
     """One named process serving ``zones`` on ``address``:``port``."""
 
     tsig_algorithm = "hmac-sha256"
@@ -189,32 +191,10 @@ class BindServer:
         for zone in self.zones.values():
             self._write_zone(zone)
         conf = self._write_conf()
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self._log = log
         # -g: foreground, log to stderr, no setuid (runs as the invoking user,
         # which may be root in CI containers); -4: IPv4 only.
-        self.proc = subprocess.Popen([binary, "-g", "-4", "-c", str(conf)], cwd=self.workdir,
-                                     stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
+        self._launch([binary, "-g", "-4", "-c", str(conf)])
         return self
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        if getattr(self, "_log", None) is not None:
-            self._log.close()
-            self._log = None
 
     def __enter__(self) -> BindServer:
         return self.start()

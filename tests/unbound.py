@@ -26,6 +26,7 @@ import dns.query
 import pytest
 
 from tests.bind import free_port, unconfined_copy
+from tests.daemon import LoggedDaemon
 
 UNBOUND = os.environ.get("KAKUIN_TEST_UNBOUND", "/usr/sbin/unbound")
 START_TIMEOUT = 10.0
@@ -39,7 +40,7 @@ def unbound_binary() -> str:
     return path
 
 
-class UnboundServer:
+class UnboundServer(LoggedDaemon):
     def __init__(self, workdir: Path, stubs: dict[str, str], trust_anchor: str | None, *,
                  port: int | None = None, ede: bool = True, validate: bool = True,
                  options: str = "") -> None:
@@ -118,29 +119,8 @@ remote-control:
                                timeout=30)
             if r.returncode != 0:
                 raise RuntimeError(f"unbound-checkconf {conf}:\n{r.stdout}{r.stderr}")
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([binary, "-d", "-c", str(conf)], cwd=self.workdir,
-                                     stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
+        self._launch([binary, "-d", "-c", str(conf)])
         return self
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        if getattr(self, "_log", None) is not None:
-            self._log.close()
-            self._log = None
 
     def __enter__(self) -> UnboundServer:
         return self.start()
