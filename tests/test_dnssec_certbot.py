@@ -14,7 +14,6 @@ import json
 import shutil
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,12 +22,12 @@ from pathlib import Path
 import dns.dnssec
 import dns.flags
 import dns.rdatatype
-import httpx
 import pytest
 from cryptography import x509
 
 from tests.bind import BindServer, Zone, free_port
 from tests.dnssec_zones import keygen, sign_zone, zone_text
+from tests.serve import kakuin_serve
 from tests.test_acme_dns01_certbot import CERTBOT, DOMAIN, INSTITUTION, kakuin
 from tests.unbound import UnboundServer
 
@@ -92,31 +91,9 @@ def signed(template_dir: Path, tmp_path: Path) -> Iterator[Signed]:
                                   f"timeout_seconds = 5\nhttp01_port = {http01}\n")
             r = kakuin(data, "institution", "add", INSTITUTION, "--domain", DOMAIN)
             assert r.returncode == 0, r.stdout + r.stderr
-            log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "kakuin", "serve", "--data-dir", str(data)],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             directory = f"http://127.0.0.1:{port}/acme/directory"
-            try:
-                deadline = time.monotonic() + 60
-                while True:
-                    assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-                    try:
-                        if httpx.get(directory, timeout=1).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    assert time.monotonic() < deadline, "kakuin serve did not start"
-                    time.sleep(0.1)
+            with kakuin_serve(data, f"http://127.0.0.1:{port}", tmp_path / "serve.log"):
                 yield Signed(data, directory, jp, unbound, http01)
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
-                log.close()
 
 
 def certbot(s: Signed, tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:

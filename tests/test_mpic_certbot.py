@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from cryptography import x509
 
 from tests.bind import free_port
 from tests.perspectives import NAMES, Fleet, fleet  # noqa: F401
+from tests.serve import kakuin_serve
 
 pytestmark = pytest.mark.e2e
 
@@ -82,34 +82,13 @@ def served(fleet: Fleet, template_dir: Path, tmp_path_factory: pytest.TempPathFa
     cfg.write_text(text + fleet.mpic_toml())
     r = kakuin(data, "institution", "add", INSTITUTION, "--domain", DOMAIN)
     assert r.returncode == 0, r.stdout + r.stderr
-    log = open(tmp / "serve.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "kakuin", "serve", "--data-dir", str(data)],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp / "serve.log").read_text()
-            try:
-                if httpx.get(base + "/acme/directory", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "kakuin serve did not start"
-            time.sleep(0.1)
+    with kakuin_serve(data, base, tmp / "serve.log"):
         s = Served(data, base, fleet, tmp / "cb")
         eab = json.loads(kakuin(data, "eab", "new", "--institution", INSTITUTION, "--json").stdout)
         r = s.certbot("register", "--eab-kid", eab["kid"], "--eab-hmac-key", eab["hmac_key"])
         assert r.returncode == 0, r.stdout + r.stderr
         yield s
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
 
 
 def a_record(fleet: Fleet, name: str, hijacked: list[str]) -> None:  # noqa: F811
