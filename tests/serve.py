@@ -38,3 +38,14 @@ def kakuin_serve(data: Path, base_url: str, log_path: Path, *args: str) -> Itera
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+CERTBOT = Path(sys.executable).parent / "certbot"
+
+
+def run_certbot(directory: str, state: Path, email: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """certbot (from the virtualenv) against ``directory``, its state under ``state``."""
+    cmd = [str(CERTBOT), *args, "--server", directory,
+           "--config-dir", str(state / "config"), "--work-dir", str(state / "work"),
+           "--logs-dir", str(state / "logs"), "--non-interactive", "--agree-tos", "-m", email]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=180)

@@ -22,7 +22,7 @@ import pytest
 from cryptography import x509
 
 from tests.bind import BindServer, Zone, free_port
-from tests.serve import kakuin_serve
+from tests.serve import kakuin_serve, run_certbot
 
 pytestmark = pytest.mark.e2e
 
@@ -78,11 +78,7 @@ def served(template_dir: Path, tmp_path: Path) -> Iterator[Served]:
 
 
 def certbot(served: Served, tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [str(CERTBOT), *args, "--server", served.directory,
-           "--config-dir", str(tmp / "cb" / "config"), "--work-dir", str(tmp / "cb" / "work"),
-           "--logs-dir", str(tmp / "cb" / "logs"), "--non-interactive", "--agree-tos",
-           "-m", f"admin@{DOMAIN}"]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    return run_certbot(served.directory, tmp / "cb", f"admin@{DOMAIN}", *args)
 
 
 def certonly_dns(served: Served, tmp: Path, name: str, cert_name: str,

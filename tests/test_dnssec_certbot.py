@@ -27,7 +27,7 @@ from cryptography import x509
 
 from tests.bind import BindServer, Zone, free_port
 from tests.dnssec_zones import keygen, sign_zone, zone_text
-from tests.serve import kakuin_serve
+from tests.serve import kakuin_serve, run_certbot
 from tests.test_acme_dns01_certbot import CERTBOT, DOMAIN, INSTITUTION, kakuin
 from tests.unbound import UnboundServer
 
@@ -97,11 +97,7 @@ def signed(template_dir: Path, tmp_path: Path) -> Iterator[Signed]:
 
 
 def certbot(s: Signed, tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [str(CERTBOT), *args, "--server", s.directory,
-           "--config-dir", str(tmp / "cb" / "config"), "--work-dir", str(tmp / "cb" / "work"),
-           "--logs-dir", str(tmp / "cb" / "logs"), "--non-interactive", "--agree-tos",
-           "-m", f"admin@{DOMAIN}"]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    return run_certbot(s.directory, tmp / "cb", f"admin@{DOMAIN}", *args)
 
 
 def stored_records(data: Path) -> list[dict]:

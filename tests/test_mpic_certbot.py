@@ -27,7 +27,7 @@ from cryptography import x509
 
 from tests.bind import free_port
 from tests.perspectives import NAMES, Fleet, fleet  # noqa: F401
-from tests.serve import kakuin_serve
+from tests.serve import kakuin_serve, run_certbot
 
 pytestmark = pytest.mark.e2e
 
@@ -50,10 +50,7 @@ class Served:
     cb: Path  # certbot's directories (one account for the module)
 
     def certbot(self, *args: str) -> subprocess.CompletedProcess[str]:
-        cmd = [str(CERTBOT), *args, "--server", f"{self.base}/acme/directory",
-               "--config-dir", str(self.cb / "config"), "--work-dir", str(self.cb / "work"),
-               "--logs-dir", str(self.cb / "logs"), "--non-interactive", "--agree-tos", "-m", f"admin@{DOMAIN}"]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+        return run_certbot(f"{self.base}/acme/directory", self.cb, f"admin@{DOMAIN}", *args)
 
     def http01(self, name: str) -> subprocess.CompletedProcess[str]:
         return self.certbot("certonly", "--standalone", "--http-01-port", str(self.fleet.http01_port),
