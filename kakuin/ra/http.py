@@ -60,14 +60,19 @@ def retrieval_routes(ctx: Context, service: RetrievalService | None = None) -> l
             info = svc.peek(token)
         except NotFound as exc:
             return refused(exc)
-        what = (
-            "PKCS#12 (アクセスPINで保護 / protected by your access PIN)"
-            if info.kind == "pkcs12"
-            else "PEM (証明書と中間CA証明書 / certificate and chain)"
-        )
+        what = {
+            "pkcs12": "PKCS#12 (アクセスPINで保護 / protected by your access PIN)",
+            "zip": "ZIP (PKCS#12 一括 / PKCS#12 in bulk, manifest.tsv)",
+        }.get(info.kind, "PEM (証明書と中間CA証明書 / certificate and chain)")
+        if info.kind == "zip":
+            head = f"証明書 / Certificates: {info.count}<br>"
+        else:
+            head = (
+                f"シリアル番号 / Serial: <code>{html.escape(info.serial)}</code><br>"
+                f"主体者 / Subject: {html.escape(info.subject)}<br>"
+            )
         body = (
-            f"<p>シリアル番号 / Serial: <code>{html.escape(info.serial)}</code><br>"
-            f"主体者 / Subject: {html.escape(info.subject)}<br>形式 / Format: {what}<br>"
+            f"<p>{head}形式 / Format: {what}<br>"
             f"有効期限 / Link valid until: {info.expires_at:%Y-%m-%d %H:%M} UTC</p>"
             "<p>このリンクは一度だけ使用できます。 / This link works once.</p>"
             '<form method="post"><button type="submit">ダウンロード / Download</button></form>'

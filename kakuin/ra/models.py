@@ -1,9 +1,11 @@
-"""Tables of the registration authority (revision ``0004_ra``).
+"""Tables of the registration authority (revisions ``0004_ra``, ``0007_ra_bulk``).
 
 ``people``: who acts for an institution (responsible person, officers,
 subscribers); ``ra_certificates``: what the RA knows about a certificate it
 asked for (subscriber, application, replacement); ``ra_retrievals``: single-use
-download links (token stored as SHA-256; PKCS#12 kept only until downloaded);
+download links (token stored as SHA-256; PKCS#12 kept only until downloaded;
+PKCS#12 in bulk: one ``zip`` row per application, whose link the officer gets,
+and one row per certificate pointing at it with ``bundle_id``);
 ``ra_applications``: every TSV file applied, with its outcome;
 ``ra_expiry_notices``: which expiry thresholds were announced; ``mail_outbox``:
 mails to send, unique per (recipient, kind, key) so enqueuing is idempotent.
@@ -70,7 +72,7 @@ class Retrieval(Base):
     serial: Mapped[str] = mapped_column(String(64), index=True)
     institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"), index=True)
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
-    kind: Mapped[str] = mapped_column(String(16))  # pem | pkcs12
+    kind: Mapped[str] = mapped_column(String(16))  # pem | pkcs12 | zip (the bulk archive; serial "")
     filename: Mapped[str] = mapped_column(String(128))
     # PKCS#12 (encrypted under the access PIN) until downloaded, then NULL.
     payload: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -79,6 +81,9 @@ class Retrieval(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(TS)
     used_at: Mapped[dt.datetime | None] = mapped_column(TS)
     used_from: Mapped[str | None] = mapped_column(String(64))
+    # PKCS#12 in bulk: the archive row this certificate is delivered in (its own
+    # token is never mailed; the archive's link uses and records it).
+    bundle_id: Mapped[int | None] = mapped_column(Integer, index=True)
 
 
 class Application(Base):

@@ -48,6 +48,33 @@ def retrieval_link(
     )
 
 
+def bulk_link(
+    to: str, *, application_id: int, count: int, url: str, expires_at: dt.datetime, retrieval_id: int
+) -> Mail:
+    """PKCS#12 in bulk (P12一括): one archive for the officer who applied."""
+    ja = (
+        f"一括ダウンロード(P12一括)の証明書 {count} 件が発行されました。下記のURLからZIPファイル"
+        "(各利用者のPKCS#12ファイルと一覧 manifest.tsv)を取得し、利用者に配付してください。\n\n"
+        f"  申請番号: {application_id}\n  取得URL: {url}\n  有効期限: {_d(expires_at)}\n\n"
+        "このURLは一度だけ使用できます。各PKCS#12ファイルのアクセスPINはZIPファイルに含まれません"
+        "(利用者へ別途メールで通知済み、または申請時に指定されたPINです)。"
+    )
+    en = (
+        f"{count} certificates for bulk delivery (PKCS#12 in bulk) have been issued. Download the ZIP file "
+        "(each subscriber's PKCS#12 and a list, manifest.tsv) from the URL below and hand the files out.\n\n"
+        f"  Application: {application_id}\n  URL: {url}\n  Valid until: {_d(expires_at)}\n\n"
+        "The URL works once. The access PINs are not in the ZIP file (each subscriber got theirs by mail, "
+        "or they are the PINs given in the application)."
+    )
+    return Mail(
+        to,
+        "retrieval-bulk",
+        f"{application_id}:{retrieval_id}",
+        f"[kakuin] 一括取得URLのお知らせ / PKCS#12 archive ready: application {application_id}",
+        bilingual(ja, en),
+    )
+
+
 def access_pin(to: str, *, serial: str, pin: str) -> Mail:
     ja = (
         f"シリアル番号 {serial} の証明書(PKCS#12ファイル)のアクセスPINをお知らせします。\n\n"

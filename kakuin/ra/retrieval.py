@@ -8,6 +8,12 @@ client and S/MIME as PKCS#12 encrypted under the access PIN, kept only until
 downloaded (then the row's payload is cleared: no private key material stays).
 A download is recorded and a completion notice goes to the subscriber and the
 officer who applied.
+
+PKCS#12 in bulk (P12一括): the officer gets one link to a ZIP archive per
+application (``offer_bundle``): one ``.p12`` per certificate and a
+``manifest.tsv`` (file, serial, subject, e-mail, notAfter; no PINs). Each
+certificate keeps its own row (``bundle_id`` → the archive's row, a token that
+is never mailed), so using the archive records a download for each of them.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
+import io
 import secrets
+import zipfile
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -51,10 +59,28 @@ class Download:
 
 @dataclass(frozen=True, slots=True)
 class LinkInfo:
-    serial: str
-    kind: str  # pem | pkcs12
-    subject: str
+    serial: str  # "" for a bulk archive
+    kind: str  # pem | pkcs12 | zip
+    subject: str  # for a bulk archive: how many certificates
     expires_at: dt.datetime
+    count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class BundleItem:
+    """One certificate of a PKCS#12-in-bulk archive."""
+
+    serial: str
+    recipient: str  # the subscriber (completion notice, manifest)
+    filename: str  # column 12, or <serial>.p12
+    payload: bytes  # PKCS#12 under the access PIN
+
+
+MANIFEST = "manifest.tsv"
+
+
+def _new_token() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
 
 
 def _hash(token: str) -> str:
@@ -100,7 +126,7 @@ class RetrievalService:
     ) -> str:
         """Create a link in the caller's transaction and queue its mail; returns the URL."""
         now = self.clock.now()
-        token = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+        token = _new_token()
         row = Retrieval(
             serial=serial,
             institution_id=institution_id,
@@ -127,6 +153,66 @@ class RetrievalService:
         enqueue(s, mail, sender=self.sender, now=now)
         return url
 
+    def offer_bundle(
+        self,
+        s: Session,
+        *,
+        institution_id: int,
+        recipient: str,
+        application_id: int,
+        items: list[BundleItem],
+        filename: str | None = None,
+    ) -> str:
+        """PKCS#12 in bulk: one archive link for the officer (``recipient``), in
+        the caller's transaction; returns the URL."""
+        names = [i.filename.casefold() for i in items]
+        if len(set(names)) != len(names) or MANIFEST in names:
+            raise ValueError("file names in one archive must be unique")  # the TSV check refuses these first
+        now = self.clock.now()
+        token = _new_token()
+        expires = now + dt.timedelta(days=self.days)
+        archive = Retrieval(
+            serial="",
+            institution_id=institution_id,
+            token_sha256=_hash(token),
+            kind="zip",
+            filename=filename or f"kakuin-p12-{application_id}.zip",
+            recipient=recipient,
+            created_at=now,
+            expires_at=expires,
+        )
+        s.add(archive)
+        s.flush()
+        for item in items:
+            s.add(
+                Retrieval(
+                    serial=item.serial,
+                    institution_id=institution_id,
+                    token_sha256=_hash(_new_token()),  # never mailed: the archive's link stands for it
+                    kind="pkcs12",
+                    filename=item.filename,
+                    payload=item.payload,
+                    recipient=item.recipient,
+                    created_at=now,
+                    expires_at=expires,
+                    bundle_id=archive.id,
+                )
+            )
+        url = f"{self.base_url}/retrieve/{token}"
+        mail = notices.bulk_link(
+            recipient,
+            application_id=application_id,
+            count=len(items),
+            url=url,
+            expires_at=expires,
+            retrieval_id=archive.id,
+        )
+        enqueue(s, mail, sender=self.sender, now=now)
+        return url
+
+    def _members(self, s: Session, archive_id: int) -> list[Retrieval]:
+        return list(s.scalars(select(Retrieval).where(Retrieval.bundle_id == archive_id).order_by(Retrieval.id)))
+
     def _open(self, s: Session, token: str) -> Retrieval:
         row = s.scalar(select(Retrieval).where(Retrieval.token_sha256 == _hash(token)))
         if row is None:
@@ -141,6 +227,9 @@ class RetrievalService:
         """What a link offers, without using it (the page shown before download)."""
         with self.db.session() as s:
             row = self._open(s, token)
+            if row.kind == "zip":
+                n = len(self._members(s, row.id))
+                return LinkInfo("", "zip", f"{n}件の証明書 / {n} certificates", as_utc(row.expires_at), n)
             cert = CertificateRepo(s).by_serial(row.serial)
             return LinkInfo(row.serial, row.kind, cert.subject, as_utc(row.expires_at))
 
@@ -157,6 +246,8 @@ class RetrievalService:
             ).rowcount
             if not won:
                 raise RetrievalGone("this link was used already (この取得URLは使用済みです)")
+            if kind == "zip":
+                return self._fetch_bundle(s, row, now, client)
             cert = CertificateRepo(s).by_serial(row.serial)
             if kind == "pkcs12":
                 if payload is None:
@@ -168,6 +259,31 @@ class RetrievalService:
                 content, media = leaf + chain_pem(s, cert.issuer_id), "application/x-pem-file"
             self._tell_downloaded(s, row, cert, now)
             return Download(row.serial, row.filename, media, content)
+
+    def _fetch_bundle(self, s: Session, archive: Retrieval, now: dt.datetime, client: str | None) -> Download:
+        """The ZIP of a bulk link; every certificate in it counts as downloaded."""
+        members = self._members(s, archive.id)
+        if not members or any(m.payload is None or m.used_at is not None for m in members):
+            raise RetrievalGone("the key material is no longer kept; ask for a new certificate")
+        buf = io.BytesIO()
+        stamp = now.timetuple()[:6]
+        manifest = ["file\tserial\tsubject\temail\tnot_after"]
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for m in members:
+                cert = CertificateRepo(s).by_serial(m.serial)
+                assert m.payload is not None
+                z.writestr(zipfile.ZipInfo(m.filename, stamp), m.payload)
+                not_after = f"{as_utc(cert.not_after):%Y-%m-%dT%H:%M:%SZ}"
+                manifest.append("\t".join((m.filename, m.serial, cert.subject, m.recipient, not_after)))
+            z.writestr(zipfile.ZipInfo(MANIFEST, stamp), ("\n".join(manifest) + "\n").encode())
+        s.execute(
+            update(Retrieval)
+            .where(Retrieval.bundle_id == archive.id)
+            .values(used_at=now, used_from=(client or "")[:64], payload=None)
+        )
+        for m in members:
+            self._tell_downloaded(s, m, CertificateRepo(s).by_serial(m.serial), now)
+        return Download("", archive.filename, "application/zip", buf.getvalue())
 
     def _tell_downloaded(self, s: Session, row: Retrieval, cert: Certificate, now: dt.datetime) -> None:
         recipients = {row.recipient}
@@ -188,6 +304,8 @@ class RetrievalService:
             if old is None:
                 raise NotFound(f"certificate {serial} has no retrieval link")
             actor.require_institution(old.institution_id)
+            if old.bundle_id is not None:
+                return self._renew_bundle(s, old.bundle_id)
             if old.kind == "pkcs12" and old.payload is None:
                 raise RetrievalGone("the PKCS#12 was downloaded or discarded; apply for a new certificate")
             cert = CertificateRepo(s).by_serial(serial)
@@ -202,6 +320,28 @@ class RetrievalService:
                 filename=old.filename,
                 payload=payload,
             )
+
+    def _renew_bundle(self, s: Session, archive_id: int) -> str:
+        """A new archive link for the certificates of a bulk archive (any of its
+        serials names it) that are still kept; the old link stops working."""
+        archive = s.get(Retrieval, archive_id)
+        members = [m for m in self._members(s, archive_id) if m.payload is not None and m.used_at is None]
+        if archive is None or not members:
+            raise RetrievalGone("the PKCS#12 archive was downloaded or discarded; apply for new certificates")
+        app_ids = {ra.application_id for m in members if (ra := s.get(RACertificate, m.serial)) is not None}
+        items = [BundleItem(m.serial, m.recipient, m.filename, m.payload) for m in members if m.payload]
+        now = self.clock.now()
+        for row in (archive, *members):
+            row.expires_at, row.payload = min(as_utc(row.expires_at), now), None
+        s.flush()
+        return self.offer_bundle(
+            s,
+            institution_id=archive.institution_id,
+            recipient=archive.recipient,
+            application_id=min((a for a in app_ids if a is not None), default=0),
+            items=items,
+            filename=archive.filename,
+        )
 
     def purge_expired(self) -> int:
         """Clear the PKCS#12 of links that expired unused (no key material is kept)."""

@@ -25,7 +25,7 @@ from kakuin.ra.actors import Actor
 from kakuin.ra.institutions import upsert_person
 from kakuin.ra.models import Application, RACertificate
 from kakuin.ra.pkcs12 import generate_key, generate_pin, make_pkcs12
-from kakuin.ra.retrieval import RetrievalService, officer_email
+from kakuin.ra.retrieval import BundleItem, RetrievalService, officer_email
 from kakuin.ra.revocation import RevocationService
 from kakuin.ra.tsv.check import (
     CertView,
@@ -38,8 +38,8 @@ from kakuin.ra.tsv.check import (
     RevokeRow,
     ServerRow,
 )
-from kakuin.ra.tsv.formats import TSVKind
-from kakuin.ra.tsv.messages import policy_message
+from kakuin.ra.tsv.formats import FORMATS, TSVKind
+from kakuin.ra.tsv.messages import policy_message, row_message
 from kakuin.ra.tsv.parse import RowError, TSVRefused, decode, split
 from kakuin.store.db import Database
 from kakuin.store.repos import BlockedKeyRepo, CertificateRepo, InstitutionRepo
@@ -156,7 +156,11 @@ class TSVService:
         checked: list[CheckedRow] = []
         for raw in raw_rows:
             result = checker.check(raw)
-            if isinstance(result, RowError):
+            if isinstance(result, ClientRow) and result.download == "p12-bulk" and not officer_email(actor.name):
+                # The archive goes to the officer who applied: the operator has no mailbox here.
+                col = next(c for c in FORMATS[kind] if c.key == "download")
+                errors.append(row_message(raw.no, col, "bulk-needs-officer"))
+            elif isinstance(result, RowError):
                 errors.append(result)
             else:
                 checked.append(result)
@@ -338,6 +342,7 @@ class TSVService:
         key_of = {r.row: k for r, k in zip(rows, keys, strict=True)}
         good, results = self._issued(rows, self.issuance.issue_batch(reqs))
         now = self.clock.now()
+        bulk: list[BundleItem] = []
         with self.db.session() as s:
             inst_id = InstitutionRepo(s).by_name(institution).id
             for row, issued in good:
@@ -358,18 +363,19 @@ class TSVService:
                         created_at=now,
                     )
                 )
-                to = sub.email
-                if row.download == "p12-bulk":
-                    to = officer_email(actor.name) or sub.email
-                self.retrieval.offer(
-                    s,
-                    serial=issued.serial,
-                    institution_id=inst_id,
-                    recipient=to,
-                    subject=issued.certificate.subject.rfc4514_string(),
-                    filename=row.p12_name or f"{issued.serial}.p12",
-                    payload=p12,
-                )
+                filename = row.p12_name or f"{issued.serial}.p12"
+                if row.download == "p12-bulk":  # one archive for the officer, below
+                    bulk.append(BundleItem(issued.serial, sub.email, filename, p12))
+                else:
+                    self.retrieval.offer(
+                        s,
+                        serial=issued.serial,
+                        institution_id=inst_id,
+                        recipient=sub.email,
+                        subject=issued.certificate.subject.rfc4514_string(),
+                        filename=filename,
+                        payload=p12,
+                    )
                 if row.pin is None:  # generated: mailed separately from the link
                     enqueue(
                         s,
@@ -378,7 +384,12 @@ class TSVService:
                         now=now,
                     )
                 results.append(RowResult(row.row, True, serial=issued.serial))
-        del key_of, keys  # nothing keeps the private keys past this point
+            officer = officer_email(actor.name)
+            if bulk and officer:  # check() refuses bulk rows from an actor without a mailbox
+                self.retrieval.offer_bundle(
+                    s, institution_id=inst_id, recipient=officer, application_id=app_id, items=bulk
+                )
+        del key_of, keys, bulk  # nothing keeps the private keys past this point
         return results
 
     def _revoke(self, rows: list[RevokeRow], institution: str, actor: Actor) -> list[RowResult]:

@@ -129,6 +129,7 @@ class Checker:
         self.kind = kind
         self.env = env
         self._seen: set[str] = set()
+        self._bulk_names: set[str] = {"manifest.tsv"}  # file names in the P12一括 archive
 
     def fail(self, row: int, key: str, rule: str, **params: object) -> _Refuse:
         return _Refuse(row_message(row, _col(self.kind, key), rule, **params))
@@ -289,6 +290,10 @@ class Checker:
         p12 = f["p12_name"] or None
         if p12 is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", p12):
             raise self.fail(n, "p12_name", "p12-name")
+        if p12 is not None and method[0] == "p12-bulk":
+            if p12.casefold() in self._bulk_names:
+                raise self.fail(n, "p12_name", "p12-name-duplicate", name=p12)
+            self._bulk_names.add(p12.casefold())
         pin = f["pin"] or None
         if pin is not None:
             try:

@@ -71,6 +71,14 @@ TSV_RULES: dict[str, tuple[str, str]] = {
         "P12ファイル名は英数字と . _ - で指定してください",
         "the PKCS#12 file name may use letters, digits and . _ - only",
     ),
+    "p12-name-duplicate": (
+        "P12ファイル名「{name}」が一括ダウンロード(P12一括)の中で重複しています(manifest.tsvも使用できません)",
+        "the PKCS#12 file name {name!r} appears twice in the bulk archive (manifest.tsv is taken too)",
+    ),
+    "bulk-needs-officer": (
+        "P12一括は登録担当者の申請でのみ使用できます(ZIPファイルは申請した登録担当者に送られます)",
+        "PKCS#12 in bulk needs an application by a registration officer (the archive goes to the officer who applied)",
+    ),
     "days-range": ("有効日数は1〜3650で指定してください", "the validity is 1 to 3650 days"),
     "caa": (
         "{name} のCAAレコードにより発行できません(エラーコード338): {detail}",
