@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from kakuin.acme.http import acme_routes
 from kakuin.context import Context, default_data_dir
@@ -20,7 +21,7 @@ from kakuin.errors import NotFound
 from kakuin.http import problem_response
 from kakuin.perspective.routes import mpic_routes
 from kakuin.ra.http import retrieval_routes
-from kakuin.status.http import status_routes
+from kakuin.status.http import OCSPEndpoint, status_routes
 from kakuin.store.repos import CARepo
 
 
@@ -55,17 +56,36 @@ def _ca_routes(ctx: Context) -> list[BaseRoute]:
     ]
 
 
-def create_app(ctx: Context) -> Starlette:
+class KakuinApp(Starlette):
+    """The Starlette app, with ``/ocsp`` and ``/ocsp/...`` handed to the raw OCSP
+    handler before middleware and routing (issue #4: OCSP is the hot path, and
+    the handler catches its own errors)."""
+
+    def __init__(self, routes: list[BaseRoute], ocsp: OCSPEndpoint) -> None:
+        super().__init__(routes=routes)
+        self.ocsp = ocsp
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if path.startswith("/ocsp") and (len(path) == 5 or path[5] == "/"):
+                await self.ocsp(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(ctx: Context) -> KakuinApp:
+    ocsp = OCSPEndpoint(ctx.ocsp, ctx.clock)
     routes: list[BaseRoute] = []
     routes += _ca_routes(ctx)
     routes += acme_routes(ctx)
-    routes += status_routes(ctx)
+    routes += status_routes(ctx, ocsp)  # also the OCSP routes, for a root_path mount
     routes += retrieval_routes(ctx)
     routes += mpic_routes(ctx)  # GET /metrics (issue #6)
-    return Starlette(routes=routes)
+    return KakuinApp(routes, ocsp)
 
 
-def factory() -> Starlette:
+def factory() -> KakuinApp:
     """The app of one ``kakuin serve --workers N`` worker (``kakuin.workers``):
     the data directory in $KAKUIN_DATA_DIR, already migrated by ``kakuin serve``,
     which also runs the background refresh (CRLs, OCSP) once for all workers."""

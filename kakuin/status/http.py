@@ -7,11 +7,14 @@ revocation is re-signed on the request (and by the background pass within
 30 s otherwise), so ``max-age=60`` keeps any cache within a minute or two.
 
 ``/ocsp`` (POST, RFC 6960 Appendix A.1) and ``/ocsp/{base64}`` (GET, URL-decoded
-base64 of the DER request): a raw ASGI handler, no Starlette request object,
-middleware or thread hop on the hot path — an in-memory hit is parsed, looked up
-and written in a few microseconds. Misses (database, signing) run in a worker
-thread. RFC 5019 §6 cache headers: Cache-Control max-age/public/no-transform,
-ETag, Last-Modified (thisUpdate), Expires (nextUpdate).
+base64 of the DER request): a raw ASGI handler that ``kakuin.app`` calls before
+Starlette's middleware and router, with no request object or thread hop on the
+hot path — an in-memory hit is parsed (a repeated request: a dict lookup),
+looked up and written in a few microseconds. Misses (database, signing) run in
+a worker thread. The same answers are served by the lean listener on its own
+port (``status.ocsp_server``); ``status.ocsp_front`` holds what both share.
+RFC 5019 §6 cache headers: Cache-Control max-age/public/no-transform, ETag,
+Last-Modified (thisUpdate), Expires (nextUpdate).
 
 Bad input never gives a 500: an unparsable request is an OCSP malformedRequest
 (HTTP 200, as RFC 6960 wants), other methods are 405 and oversized bodies 413
@@ -20,9 +23,7 @@ Bad input never gives a 500: an unparsable request is an OCSP malformedRequest
 
 from __future__ import annotations
 
-import binascii
 import datetime as dt
-import email.utils
 import json
 import logging
 import os
@@ -40,7 +41,15 @@ from starlette.routing import BaseRoute, Route
 from kakuin.errors import NotFound
 from kakuin.http import problem_response
 from kakuin.status.crl import FULL
-from kakuin.status.ocsp import INTERNAL_ERROR, MALFORMED_REQUEST, Answer, OCSPService
+from kakuin.status.ocsp import OCSPService
+from kakuin.status.ocsp_front import (
+    ALLOWED_METHODS,
+    CONTENT_TYPE,
+    MAX_OCSP_REQUEST,
+    OCSPFront,
+    http_date,
+    request_from_get,
+)
 
 if TYPE_CHECKING:
     from kakuin.context import Context
@@ -52,32 +61,25 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-MAX_OCSP_REQUEST = 4096  # a single-CertID request with a nonce is ~100 bytes
-OCSP_MAX_AGE = 3600  # caches re-ask hourly; revocations also re-sign at once
 CRL_MAX_AGE = 60
 
 
-def _http_date(t: dt.datetime) -> str:
-    return email.utils.format_datetime(t.astimezone(dt.UTC), usegmt=True)
-
-
 class OCSPEndpoint:
-    """Raw ASGI app for ``/ocsp`` and ``/ocsp/{base64}``."""
+    """Raw ASGI app for ``/ocsp`` and ``/ocsp/{base64}``; ``kakuin.app`` calls it
+    before the router and middleware."""
 
     def __init__(self, service: OCSPService, clock: Any) -> None:
-        self.service = service
+        self.front = OCSPFront(service, clock)
         self.clock = clock
-        self._headers: dict[str, tuple[list[tuple[bytes, bytes]], float]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
         if method in ("GET", "HEAD"):
             path: str = scope["path"]
-            encoded = path[path.find("/ocsp") + 6:] if "/ocsp/" in path else ""
+            i = path.find("/ocsp/")
             try:
-                # RFC 6960 A.1: url-encoding of base64 encoding of the DER request
-                body = binascii.a2b_base64(encoded.encode("ascii") + b"==")
-            except (binascii.Error, UnicodeEncodeError):
+                body = request_from_get(path[i + 6 :].encode("ascii")) if i >= 0 else b""
+            except UnicodeEncodeError:
                 body = b""
         elif method == "POST":
             body_or_none = await self._read_body(scope, receive, send)
@@ -86,25 +88,15 @@ class OCSPEndpoint:
             body = body_or_none
         else:
             await self._problem(send, 405, f"method {method} not allowed: use GET or POST",
-                                extra=[(b"allow", b"GET, HEAD, POST")])
+                                extra=[(b"allow", ALLOWED_METHODS)])
             return
-        if not body:
-            await self._send(send, Answer(MALFORMED_REQUEST), method == "HEAD")
-            return
-        service = self.service
-        parsed = service.parse(body)
-        if isinstance(parsed, Answer):
-            await self._send(send, parsed, method == "HEAD")
-            return
-        key, nonce = parsed
-        answer = service.cached(key) if nonce is None else None
+        answer = self.front.fast(body)
         if answer is None:
-            try:
-                answer = await to_thread.run_sync(service.respond, body)
-            except Exception:
-                log.exception("OCSP response failed")
-                answer = Answer(INTERNAL_ERROR)
-        await self._send(send, answer, method == "HEAD")
+            answer = await to_thread.run_sync(self.front.slow, body)
+        headers = [(b"content-type", CONTENT_TYPE), (b"content-length", b"%d" % len(answer.der)),
+                   *self.front.cache_headers(answer, self.clock.now().timestamp())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else answer.der})
 
     async def _read_body(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
         for name, value in scope["headers"]:
@@ -131,29 +123,6 @@ class OCSPEndpoint:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    def _cache_headers(self, answer: Answer) -> list[tuple[bytes, bytes]]:
-        if not answer.cacheable or answer.next_update is None or answer.this_update is None:
-            return [(b"cache-control", b"no-store")]
-        now = self.clock.now()
-        hit = self._headers.get(answer.etag)
-        if hit is None:
-            if len(self._headers) > 100_000:
-                self._headers.clear()
-            fixed = [(b"etag", answer.etag.encode()),
-                     (b"last-modified", _http_date(answer.this_update).encode()),
-                     (b"expires", _http_date(answer.next_update).encode())]
-            hit = self._headers[answer.etag] = (fixed, answer.next_update.timestamp())
-        fixed, expires = hit
-        max_age = max(0, min(OCSP_MAX_AGE, int(expires - now.timestamp())))
-        cc = f"max-age={max_age}, public, no-transform, must-revalidate".encode()
-        return [(b"cache-control", cc), *fixed]
-
-    async def _send(self, send: Send, answer: Answer, head: bool) -> None:
-        headers = [(b"content-type", b"application/ocsp-response"),
-                   (b"content-length", str(len(answer.der)).encode()), *self._cache_headers(answer)]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if head else answer.der})
-
     async def _problem(self, send: Send, status: int, detail: str,
                        extra: list[tuple[bytes, bytes]] | None = None) -> None:
         body = json.dumps({"type": "about:blank", "status": status, "detail": detail}).encode()
@@ -163,7 +132,9 @@ class OCSPEndpoint:
         await send({"type": "http.response.body", "body": body})
 
 
-def status_routes(ctx: Context) -> list[BaseRoute]:
+def status_routes(ctx: Context, endpoint: OCSPEndpoint | None = None) -> list[BaseRoute]:
+    """CRL and OCSP routes; ``endpoint`` is the OCSP handler the app also calls
+    before routing (``kakuin.app``), so both share one."""
     crls = ctx.crls
 
     async def crl(request: Request) -> Response:
@@ -186,8 +157,8 @@ def status_routes(ctx: Context) -> list[BaseRoute]:
         headers = {
             "Cache-Control": f"public, max-age={CRL_MAX_AGE}, no-transform",
             "ETag": etag,
-            "Last-Modified": _http_date(this_update),
-            "Expires": _http_date(min(next_update, ctx.clock.now() + dt.timedelta(seconds=CRL_MAX_AGE))),
+            "Last-Modified": http_date(this_update),
+            "Expires": http_date(min(next_update, ctx.clock.now() + dt.timedelta(seconds=CRL_MAX_AGE))),
         }
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
@@ -195,7 +166,7 @@ def status_routes(ctx: Context) -> list[BaseRoute]:
         return Response(b"" if request.method == "HEAD" else der, media_type="application/pkix-crl",
                         headers=headers)
 
-    endpoint = OCSPEndpoint(ctx.ocsp, ctx.clock)
+    endpoint = endpoint or OCSPEndpoint(ctx.ocsp, ctx.clock)
     return [
         Route("/crl/{name:path}", crl, methods=["GET", "HEAD"]),
         Route("/ocsp", endpoint),

@@ -58,6 +58,11 @@ UNAUTHORIZED = bytes.fromhex("30030a0106")
 RESPONSE_VALIDITY = dt.timedelta(days=7)  # BR 4.9.10: ≥ 8 hours, ≤ 10 days
 REFRESH_AFTER = dt.timedelta(days=3)  # BR 4.9.10: re-signed ≤ 4 days after thisUpdate
 MAX_NONCE = 32  # RFC 8954 §2.1
+# Parsed nonce-less requests kept by their exact bytes: clients ask the same
+# CertID in the same bytes again and again (a SHA-1 request is 75 bytes), so the
+# hot path skips the DER parser. Bounded in entries and size, so at most ~16 MB.
+PARSED_MAX = 65_536
+PARSED_MAX_BYTES = 256
 
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {"sha1": hashes.SHA1, "sha256": hashes.SHA256}
 _REASONS = {1: x509.ReasonFlags.key_compromise, 2: x509.ReasonFlags.ca_compromise,
@@ -148,6 +153,7 @@ class OCSPService:
         self._issuer_hashes: dict[tuple[int, str], tuple[bytes, bytes]] = {}
         self._issuers_loaded = 0.0
         self._linted: set[tuple[int, str, bool]] = set()
+        self._parsed: dict[bytes, tuple[tuple[str, bytes, bytes, int], None]] = {}
 
     # -- issuers -----------------------------------------------------------
     def _load_issuers(self) -> None:
@@ -257,6 +263,17 @@ class OCSPService:
     # -- serving -----------------------------------------------------------
     def parse(self, request_der: bytes) -> tuple[tuple[str, bytes, bytes, int], bytes | None] | Answer:
         """(CertID key, nonce) of a request, or the error Answer to send."""
+        hit = self._parsed.get(request_der)
+        if hit is not None:
+            return hit
+        parsed = self._parse(request_der)
+        if not isinstance(parsed, Answer) and parsed[1] is None and len(request_der) <= PARSED_MAX_BYTES:
+            if len(self._parsed) >= PARSED_MAX:
+                self._parsed.clear()
+            self._parsed[request_der] = (parsed[0], None)
+        return parsed
+
+    def _parse(self, request_der: bytes) -> tuple[tuple[str, bytes, bytes, int], bytes | None] | Answer:
         try:
             req = ocsp.load_der_ocsp_request(request_der)
             alg = req.hash_algorithm.name
