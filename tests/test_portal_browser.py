@@ -43,9 +43,9 @@ def node() -> str:
     return node
 
 
-def drive(node: str, **plan: object) -> dict[str, object]:
+def drive(node: str, script: str = "portal_flow.mjs", **plan: object) -> dict[str, object]:
     done = subprocess.run(
-        [node, str(BROWSER / "portal_flow.mjs"), json.dumps(plan)],
+        [node, str(BROWSER / script), json.dumps(plan)],
         cwd=BROWSER,
         capture_output=True,
         text=True,

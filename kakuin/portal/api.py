@@ -278,6 +278,7 @@ def api_routes(portal: Portal) -> list[BaseRoute]:
                     "ok": r.ok,
                     "serial": r.serial,
                     "kid": r.kid,
+                    "enrollment": r.enrollment,
                     "errors": [_row_error(e) for e in r.errors],
                 }
                 for r in report.results

@@ -85,6 +85,10 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "利用管理者に取得用URLをメールで送信します。",
         "Each subscriber is mailed a retrieval link.",
     ),
+    "tsv.pending_enrollment": (
+        "ブラウザでの鍵生成待ち(利用管理者に取得URLを送信済み)",
+        "pending enrollment in the browser (link mailed to the subscriber)",
+    ),
     # certificates
     "certs.title": ("証明書検索", "Certificates"),
     "certs.query": ("シリアル番号・主体者・ドメイン", "Serial, subject or domain"),

@@ -196,6 +196,9 @@ SCHEMAS: dict[str, Any] = {
                         "ok": {"type": "boolean"},
                         "serial": _STR_OR_NULL,
                         "kid": _STR_OR_NULL,
+                        # Download method 3 (in the browser): the enrollment waiting for the
+                        # subscriber's CSR; nothing is issued yet, so no serial.
+                        "enrollment": {"type": ["integer", "null"]},
                         "errors": {"type": "array", "items": _ref("RowError")},
                     },
                 },

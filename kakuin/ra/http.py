@@ -1,4 +1,5 @@
-"""HTTP routes of the RA: certificate retrieval (GET /retrieve/{token}).
+"""HTTP routes of the RA: certificate retrieval (GET /retrieve/{token}), and
+enrollment in the browser (``kakuin.ra.enroll_http``: /enroll/{token}).
 
 GET shows a page (Japanese and English) with a download button and does not
 use the link, so mail scanners that follow links cannot spend it; the button
@@ -15,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from kakuin.context import Context
 from kakuin.errors import NotFound
+from kakuin.ra.enroll_http import enrollment_routes
 from kakuin.ra.retrieval import RetrievalGone, RetrievalService
 from kakuin.ra.services import RA
 
@@ -82,4 +84,8 @@ def retrieval_routes(ctx: Context, service: RetrievalService | None = None) -> l
     async def post(request: Request) -> Response:
         return download(request.path_params["token"], request)
 
-    return [Route("/retrieve/{token}", get, methods=["GET"]), Route("/retrieve/{token}", post, methods=["POST"])]
+    return [
+        Route("/retrieve/{token}", get, methods=["GET"]),
+        Route("/retrieve/{token}", post, methods=["POST"]),
+        *enrollment_routes(RA(ctx).enrollment),
+    ]

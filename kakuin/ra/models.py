@@ -1,4 +1,5 @@
-"""Tables of the registration authority (revisions ``0004_ra``, ``0007_ra_bulk``).
+"""Tables of the registration authority (revisions ``0004_ra``, ``0007_ra_bulk``,
+``0008_ra_enroll``).
 
 ``people``: who acts for an institution (responsible person, officers,
 subscribers); ``ra_certificates``: what the RA knows about a certificate it
@@ -6,7 +7,9 @@ asked for (subscriber, application, replacement); ``ra_retrievals``: single-use
 download links (token stored as SHA-256; PKCS#12 kept only until downloaded;
 PKCS#12 in bulk: one ``zip`` row per application, whose link the officer gets,
 and one row per certificate pointing at it with ``bundle_id``);
-``ra_applications``: every TSV file applied, with its outcome;
+``ra_enrollments``: client/S/MIME rows to be delivered in the browser, waiting
+for the subscriber's CSR (checked subject DN and profile; token as SHA-256; no
+key and no PIN is ever stored); ``ra_applications``: every TSV file applied, with its outcome;
 ``ra_expiry_notices``: which expiry thresholds were announced; ``mail_outbox``:
 mails to send, unique per (recipient, kind, key) so enqueuing is idempotent.
 """
@@ -72,7 +75,8 @@ class Retrieval(Base):
     serial: Mapped[str] = mapped_column(String(64), index=True)
     institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"), index=True)
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
-    kind: Mapped[str] = mapped_column(String(16))  # pem | pkcs12 | zip (the bulk archive; serial "")
+    # pem | pkcs12 | zip (the bulk archive; serial "") | browser (enrolled in the browser: used at once)
+    kind: Mapped[str] = mapped_column(String(16))
     filename: Mapped[str] = mapped_column(String(128))
     # PKCS#12 (encrypted under the access PIN) until downloaded, then NULL.
     payload: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -84,6 +88,29 @@ class Retrieval(Base):
     # PKCS#12 in bulk: the archive row this certificate is delivered in (its own
     # token is never mailed; the archive's link uses and records it).
     bundle_id: Mapped[int | None] = mapped_column(Integer, index=True)
+
+
+class Enrollment(Base):
+    __tablename__ = "ra_enrollments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"), index=True)
+    application_id: Mapped[int | None] = mapped_column(ForeignKey("ra_applications.id"), index=True)
+    row: Mapped[int] = mapped_column(Integer)  # TSV row it came from
+    officer: Mapped[str] = mapped_column(String(128))  # actor that applied
+    subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    subscriber_email: Mapped[str] = mapped_column(String(254))
+    profile: Mapped[str] = mapped_column(String(32))  # kakuin profile (client | smime)
+    profile_id: Mapped[str] = mapped_column(String(4))  # UPKI profile ID (5 | 7)
+    subject_dn: Mapped[str] = mapped_column(Text)  # column 1 as checked; parsed again with parse_dn
+    p12_name: Mapped[str | None] = mapped_column(String(128))
+    pin_required: Mapped[bool] = mapped_column(Boolean, default=False)  # column 15 given: the page asks for it
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(TS)
+    expires_at: Mapped[dt.datetime] = mapped_column(TS)
+    used_at: Mapped[dt.datetime | None] = mapped_column(TS)
+    used_from: Mapped[str | None] = mapped_column(String(64))
+    serial: Mapped[str | None] = mapped_column(String(64))  # issued
 
 
 class Application(Base):

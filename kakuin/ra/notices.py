@@ -75,6 +75,41 @@ def bulk_link(
     )
 
 
+def enrollment_link(
+    to: str, *, subject: str, url: str, expires_at: dt.datetime, pin_required: bool, enrollment_id: int
+) -> Mail:
+    """Enrollment in the browser (ブラウザ個別): the key pair is made in the browser."""
+    pin_ja = (
+        "保護パスワードには、登録担当者から通知されたアクセスPINを入力してください。"
+        if pin_required
+        else "PKCS#12ファイルを保護するパスワードは、ページで自分で決めて入力してください。"
+    )
+    pin_en = (
+        "Protect the file with the access PIN your registration officer gave you."
+        if pin_required
+        else "You choose the password that protects the PKCS#12 file on the page."
+    )
+    ja = (
+        "証明書の発行申請が受け付けられました。下記のURLをブラウザで開き、鍵ペアを生成して証明書を取得して"
+        "ください。鍵ペアはブラウザ内で生成され、秘密鍵が送信されることはありません。\n\n"
+        f"  主体者DN: {subject}\n  取得URL: {url}\n  有効期限: {_d(expires_at)}\n\n{pin_ja}\n"
+        "このURLは一度だけ使用できます。期限を過ぎた場合は登録担当者に再申請を依頼してください。"
+    )
+    en = (
+        "Your certificate application has been accepted. Open the URL below in your browser to make your key "
+        "pair and get the certificate. The key pair is made in the browser; the private key is never sent.\n\n"
+        f"  Subject: {subject}\n  URL: {url}\n  Valid until: {_d(expires_at)}\n\n{pin_en}\n"
+        "The URL works once. If it expires, ask your registration officer to apply again."
+    )
+    return Mail(
+        to,
+        "enrollment",
+        str(enrollment_id),
+        "[kakuin] 証明書取得(ブラウザ)のお知らせ / Get your certificate in the browser",
+        bilingual(ja, en),
+    )
+
+
 def access_pin(to: str, *, serial: str, pin: str) -> Mail:
     ja = (
         f"シリアル番号 {serial} の証明書(PKCS#12ファイル)のアクセスPINをお知らせします。\n\n"

@@ -60,7 +60,7 @@ class Download:
 @dataclass(frozen=True, slots=True)
 class LinkInfo:
     serial: str  # "" for a bulk archive
-    kind: str  # pem | pkcs12 | zip
+    kind: str  # pem | pkcs12 | zip | browser
     subject: str  # for a bulk archive: how many certificates
     expires_at: dt.datetime
     count: int = 1
@@ -79,11 +79,11 @@ class BundleItem:
 MANIFEST = "manifest.tsv"
 
 
-def _new_token() -> str:
+def new_token() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
 
 
-def _hash(token: str) -> str:
+def token_hash(token: str) -> str:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (binascii.Error, ValueError):
@@ -126,11 +126,11 @@ class RetrievalService:
     ) -> str:
         """Create a link in the caller's transaction and queue its mail; returns the URL."""
         now = self.clock.now()
-        token = _new_token()
+        token = new_token()
         row = Retrieval(
             serial=serial,
             institution_id=institution_id,
-            token_sha256=_hash(token),
+            token_sha256=token_hash(token),
             kind="pkcs12" if payload is not None else "pem",
             filename=filename,
             payload=payload,
@@ -169,12 +169,12 @@ class RetrievalService:
         if len(set(names)) != len(names) or MANIFEST in names:
             raise ValueError("file names in one archive must be unique")  # the TSV check refuses these first
         now = self.clock.now()
-        token = _new_token()
+        token = new_token()
         expires = now + dt.timedelta(days=self.days)
         archive = Retrieval(
             serial="",
             institution_id=institution_id,
-            token_sha256=_hash(token),
+            token_sha256=token_hash(token),
             kind="zip",
             filename=filename or f"kakuin-p12-{application_id}.zip",
             recipient=recipient,
@@ -188,7 +188,7 @@ class RetrievalService:
                 Retrieval(
                     serial=item.serial,
                     institution_id=institution_id,
-                    token_sha256=_hash(_new_token()),  # never mailed: the archive's link stands for it
+                    token_sha256=token_hash(new_token()),  # never mailed: the archive's link stands for it
                     kind="pkcs12",
                     filename=item.filename,
                     payload=item.payload,
@@ -214,7 +214,7 @@ class RetrievalService:
         return list(s.scalars(select(Retrieval).where(Retrieval.bundle_id == archive_id).order_by(Retrieval.id)))
 
     def _open(self, s: Session, token: str) -> Retrieval:
-        row = s.scalar(select(Retrieval).where(Retrieval.token_sha256 == _hash(token)))
+        row = s.scalar(select(Retrieval).where(Retrieval.token_sha256 == token_hash(token)))
         if row is None:
             raise NotFound("unknown retrieval link (取得URLが正しくありません)")
         if row.used_at is not None:
@@ -284,6 +284,28 @@ class RetrievalService:
         for m in members:
             self._tell_downloaded(s, m, CertificateRepo(s).by_serial(m.serial), now)
         return Download("", archive.filename, "application/zip", buf.getvalue())
+
+    def record_download(
+        self, s: Session, *, serial: str, institution_id: int, recipient: str, filename: str, client: str | None
+    ) -> None:
+        """A certificate delivered by another way (enrollment in the browser):
+        recorded as a used link, so statistics count it, with the usual notices."""
+        now = self.clock.now()
+        row = Retrieval(
+            serial=serial,
+            institution_id=institution_id,
+            token_sha256=token_hash(new_token()),  # never mailed
+            kind="browser",
+            filename=filename,
+            recipient=recipient,
+            created_at=now,
+            expires_at=now,
+            used_at=now,
+            used_from=(client or "")[:64],
+        )
+        s.add(row)
+        s.flush()
+        self._tell_downloaded(s, row, CertificateRepo(s).by_serial(serial), now)
 
     def _tell_downloaded(self, s: Session, row: Retrieval, cert: Certificate, now: dt.datetime) -> None:
         recipients = {row.recipient}

@@ -8,6 +8,8 @@ Service methods the web layer calls (each takes an ``Actor``):
 - ``ra.tsv``: check(data, institution=, actor=, kind=) → CheckReport;
   apply(data, institution=, actor=, kind=, row_by_row=, filename=) → ApplyReport
 - ``ra.retrieval``: peek(token), fetch(token, client=), renew_link(serial, actor=), purge_expired()
+- ``ra.enrollment``: peek(token), enroll(token, csr_der, client=) → Enrolled (TSV method 3,
+  key pair made in the subscriber's browser)
 - ``ra.stats``: institution_stats(actor=, institution=, weeks=) → [InstitutionStats]
 - ``ra.expiry``: enqueue_digests() → ExpiryRun
 - ``ra.outbox``: pending(), flush(mailer) → FlushResult; ``ra.mailer()``: the SMTP relay
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from kakuin.context import Context
     from kakuin.notify.mailer import SMTPMailer
     from kakuin.notify.outbox import OutboxService
+    from kakuin.ra.enrollment import EnrollmentService
     from kakuin.ra.expiry import ExpiryService
     from kakuin.ra.institutions import InstitutionService
     from kakuin.ra.retrieval import RetrievalService
@@ -59,6 +62,21 @@ class RA:
             self.ctx.db, self.ctx.clock, base_url=c.server.base_url, days=c.ra.retrieval_days, sender=self.sender
         )
 
+    @cached_property
+    def enrollment(self) -> EnrollmentService:
+        from kakuin.ra.enrollment import EnrollmentService
+
+        c = self.ctx.config
+        return EnrollmentService(
+            self.ctx.db,
+            self.ctx.clock,
+            self.ctx.issuance,
+            self.retrieval,
+            base_url=c.server.base_url,
+            days=c.ra.retrieval_days,
+            sender=self.sender,
+        )
+
     def _eab(self) -> EABService | None:
         try:
             return self.ctx.acme.eab
@@ -72,7 +90,15 @@ class RA:
         ctx = self.ctx
         caa = caa_with(ctx.va) if ctx.config.ra.check_caa else None
         return TSVService(
-            ctx.config, ctx.db, ctx.clock, ctx.issuance, ctx.revocation, self.retrieval, eab=self._eab, caa=caa
+            ctx.config,
+            ctx.db,
+            ctx.clock,
+            ctx.issuance,
+            ctx.revocation,
+            self.retrieval,
+            eab=self._eab,
+            caa=caa,
+            enrollment=self.enrollment,
         )
 
     @cached_property

@@ -47,6 +47,7 @@ from kakuin.va.evidence import collecting, link_certificate
 
 if TYPE_CHECKING:
     from kakuin.acme.eab import EABService
+    from kakuin.ra.enrollment import EnrollmentService
     from kakuin.va import ValidationAuthority
 
 
@@ -69,6 +70,7 @@ class RowResult:
     ok: bool
     serial: str | None = None  # issued, renewed or revoked
     kid: str | None = None  # EAB credential made
+    enrollment: int | None = None  # in the browser: waiting for the subscriber's CSR (nothing issued yet)
     errors: tuple[RowError, ...] = ()
 
 
@@ -107,6 +109,7 @@ class TSVService:
         *,
         eab: Callable[[], EABService | None] = lambda: None,
         caa: Callable[[list[str]], dict[str, str | None]] | None = None,
+        enrollment: EnrollmentService | None = None,
     ) -> None:
         self.config = config
         self.db = db
@@ -116,6 +119,7 @@ class TSVService:
         self.retrieval = retrieval
         self.eab = eab
         self.caa = caa
+        self.enrollment = enrollment
 
     # -- environment --------------------------------------------------------
     def _env(self, institution: str, actor: Actor) -> CheckEnv:
@@ -327,6 +331,43 @@ class TSVService:
         return results
 
     def _client(self, rows: list[ClientRow], institution: str, actor: Actor, app_id: int) -> list[RowResult]:
+        pending = self._enroll([r for r in rows if r.download == "browser"], institution, actor, app_id)
+        rows = [r for r in rows if r.download != "browser"]
+        return pending + self._generated(rows, institution, actor, app_id) if rows else pending
+
+    def _enroll(self, rows: list[ClientRow], institution: str, actor: Actor, app_id: int) -> list[RowResult]:
+        """In the browser (method 3): no key, no issuance yet; the subscriber's
+        link, and a pending result per row."""
+        if not rows:
+            return []
+        if self.enrollment is None:
+            raise KakuinError("enrollment in the browser needs kakuin.ra.enrollment, which is not available")
+        results = []
+        now = self.clock.now()
+        with self.db.session() as s:
+            inst_id = InstitutionRepo(s).by_name(institution).id
+            for row in rows:
+                sub = row.subscriber
+                person = upsert_person(s, inst_id, "subscriber", sub.name, sub.email, sub.affiliation, now)
+                eid, _url = self.enrollment.offer(
+                    s,
+                    institution_id=inst_id,
+                    application_id=app_id,
+                    row=row.row,
+                    officer=actor.name,
+                    subscriber_id=person.id,
+                    subscriber_email=sub.email,
+                    profile=row.profile_id.profile,
+                    profile_id=row.profile_id.id,
+                    subject_dn=row.dn,
+                    p12_name=row.p12_name,
+                    pin_required=row.pin is not None,
+                )
+                results.append(RowResult(row.row, True, enrollment=eid))
+        return results
+
+    def _generated(self, rows: list[ClientRow], institution: str, actor: Actor, app_id: int) -> list[RowResult]:
+        """PKCS#12 individually or in bulk (methods 1, 2): kakuin makes the key pair."""
         keys = [generate_key(self.config.ra.generated_rsa_bits) for _ in rows]
         reqs = [
             IssueRequest(

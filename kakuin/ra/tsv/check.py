@@ -89,6 +89,7 @@ class ClientRow:
     subscriber: Subscriber
     p12_name: str | None
     pin: str | None
+    dn: str = ""  # column 1 as written (stored for enrollment in the browser, parsed again then)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +301,7 @@ class Checker:
                 check_pin(pin)
             except PolicyError as exc:
                 raise self.policy(n, "pin", exc) from None
-        return ClientRow(n, pid, subject, method[0], subscriber, p12, pin)
+        return ClientRow(n, pid, subject, method[0], subscriber, p12, pin, f["dn"])
 
     def _revoke(self, raw: RawRow) -> RevokeRow:
         n, f = raw.no, raw.fields

@@ -149,8 +149,8 @@ PROFILE_IDS[TSVKind.SERVER_RENEW] = PROFILE_IDS[TSVKind.SERVER_ISSUE]
 
 DOWNLOAD_METHODS: dict[str, tuple[str, str, str]] = {
     "1": ("p12-individual", "P12個別", "PKCS#12, one link per subscriber"),
-    "2": ("p12-bulk", "P12一括", "PKCS#12, all links to the officer"),
-    "3": ("browser", "ブラウザ個別", "in the browser, one link per subscriber"),
+    "2": ("p12-bulk", "P12一括", "PKCS#12, one archive for the officer"),
+    "3": ("browser", "ブラウザ個別", "key pair made in the subscriber's browser, one link per subscriber"),
 }
 
 
