@@ -86,8 +86,9 @@ def create_app(ctx: Context) -> KakuinApp:
 
 
 def factory() -> KakuinApp:
-    """The app of one ``kakuin serve --workers N`` worker (``kakuin.workers``):
-    the data directory in $KAKUIN_DATA_DIR, already migrated by ``kakuin serve``,
-    which also runs the background refresh (CRLs, OCSP) once for all workers."""
+    """``uvicorn --factory kakuin.app:factory``: the app of the data directory in
+    $KAKUIN_DATA_DIR, already migrated, without the background refresh (CRLs,
+    OCSP), which one other process runs (as ``kakuin serve`` does for its
+    ``--workers``, ``kakuin.workers``)."""
     data_dir = Path(os.environ["KAKUIN_DATA_DIR"]) if "KAKUIN_DATA_DIR" in os.environ else default_data_dir()
     return create_app(Context.open(data_dir.resolve(), migrate=False))

@@ -343,16 +343,26 @@ def serve(
             "on a host with N cores, N is the natural setting.",
         ),
     ] = 1,
+    ocsp_port: Annotated[
+        int | None,
+        typer.Option(
+            "--ocsp-port",
+            min=0,
+            max=65535,
+            help="Also serve OCSP alone on this port of the listen host (lean listener; "
+            "server.ocsp_port; 0: none).",
+        ),
+    ] = None,
 ) -> None:
     """Serve HTTP (CA certificates, and every enabled protocol) on server.listen."""
-    import uvicorn
-
     from kakuin.app import create_app
     from kakuin.onboarding import next_steps
+    from kakuin.workers import serve_app, uvicorn_config
 
     ctx = _ctx(data_dir)
     ctx.issuance.recover()
     host, port = _host_port(ctx.config.server.listen)
+    ocsp_port = ctx.config.server.ocsp_port if ocsp_port is None else ocsp_port
     for line in next_steps(ctx):
         out.print(line, markup=False, highlight=False, soft_wrap=True)
     from kakuin.status.http import start_background
@@ -366,20 +376,22 @@ def serve(
     if ctx.config.portal.enabled:  # the officers' portal on its own mutual-TLS listener
         if workers > 1:
             raise KakuinError("--workers > 1 is not supported with the portal listener (portal.enabled)")
+        if ocsp_port:
+            raise KakuinError("server.ocsp_port is not supported with the portal listener (portal.enabled)")
         import asyncio
 
         from kakuin.portal.app import portal_config, serve_with_portal
 
-        main = uvicorn.Config(create_app(ctx), host=host, port=port, log_level="warning")
+        main = uvicorn_config(create_app(ctx), host=host, port=port)
         asyncio.run(serve_with_portal(main, portal_config(ctx)))
         return
     if workers > 1:
         from kakuin.workers import serve_workers
 
         # This process supervises the workers and keeps the background refresh above.
-        serve_workers(ctx.config.data_dir, host, port, workers)
+        serve_workers(ctx.config.data_dir, host, port, workers, ocsp_port)
         return
-    uvicorn.run(create_app(ctx), host=host, port=port, log_level="warning")
+    serve_app(ctx, host, port, ocsp_port)
 
 
 @app.command()

@@ -4,7 +4,7 @@ Parsed with pydantic (unknown keys are errors), then checked across fields. It i
 passed in, never imported as a global.
 
 Environment overrides: ``KAKUIN_DATABASE_URL``, ``KAKUIN_BASE_URL``,
-``KAKUIN_LISTEN``, ``KAKUIN_LINT`` (``0``/``1``).
+``KAKUIN_LISTEN``, ``KAKUIN_OCSP_PORT``, ``KAKUIN_LINT`` (``0``/``1``).
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ class _Model(BaseModel):
 
 class ServerConfig(_Model):
     listen: str = "127.0.0.1:8080"
+    # The lean OCSP listener (kakuin.status.ocsp_server) on this port of the
+    # listen host, besides /ocsp on listen; 0: none.
+    ocsp_port: int = Field(default=0, ge=0, le=65535)
     base_url: str = "http://127.0.0.1:8080"
     # Published in certificates (AIA caIssuers/OCSP, CRL DP). BR 7.1.2.11 wants
     # public names here; empty means base_url.
@@ -222,6 +225,7 @@ def load_config(data_dir: Path, env: dict[str, str] | None = None) -> Config:
         "KAKUIN_DATABASE_URL": ("database", "url"),
         "KAKUIN_BASE_URL": ("server", "base_url"),
         "KAKUIN_LISTEN": ("server", "listen"),
+        "KAKUIN_OCSP_PORT": ("server", "ocsp_port"),
         "KAKUIN_LINT": ("policy", "lint"),
     }
     for var, (section, key) in overrides.items():

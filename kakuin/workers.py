@@ -7,10 +7,14 @@ SO_REUSEPORT, so the kernel spreads connections over the workers; with one
 shared socket (uvicorn's ``--workers``) the first worker to wake takes a whole
 burst of keep-alive connections and the others idle. This process only
 supervises: it restarts a worker that dies and stops them all on SIGTERM/SIGINT.
+With ``[server] ocsp_port`` each worker also runs the lean OCSP listener, on its
+own SO_REUSEPORT socket of that port. ``serve_app`` is also the single-process
+``kakuin serve``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing as mp
 import os
@@ -19,8 +23,15 @@ import socket
 import time
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+import uvloop
 
 from kakuin.errors import KakuinError
+
+if TYPE_CHECKING:
+    from kakuin.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -36,27 +47,60 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(data_dir: str, host: str, port: int) -> None:
-    import uvicorn
+def uvicorn_config(app: Any, **kwargs: Any) -> uvicorn.Config:
+    """uvloop and httptools named, not "auto" (a missing one fails at start instead
+    of falling back to asyncio and h11, at a third of the rate), and no access
+    log (issue #4: OCSP is served at tens of thousands of requests a second)."""
+    return uvicorn.Config(app, loop="uvloop", http="httptools", access_log=False, log_level="warning", **kwargs)
+
+
+def serve_app(ctx: Context, host: str, port: int, ocsp_port: int = 0, *, reuse_port: bool = False) -> None:
+    """Serve the app of ``ctx`` on host:port and, when ``ocsp_port`` is set, the
+    lean OCSP listener (``status.ocsp_server``) on host:ocsp_port, in one event
+    loop until SIGTERM or SIGINT. Both answer OCSP from the same ``ctx.ocsp``."""
+    from kakuin.app import create_app
+    from kakuin.status.ocsp_front import OCSPFront
+    from kakuin.status.ocsp_server import OCSPServer
+
+    config = uvicorn_config(create_app(ctx), host=host, port=port)
+    server = uvicorn.Server(config)
+
+    async def main() -> None:
+        ocsp = None
+        if ocsp_port:
+            ocsp = OCSPServer(OCSPFront(ctx.ocsp, ctx.clock))
+            await ocsp.start(_listen(host, ocsp_port))
+        try:
+            await server.serve(sockets=[_listen(host, port)] if reuse_port else None)
+        finally:
+            if ocsp is not None:
+                await ocsp.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
+
+
+def _worker(data_dir: str, host: str, port: int, ocsp_port: int) -> None:
+    from kakuin.context import Context
 
     os.environ["KAKUIN_DATA_DIR"] = data_dir
-    sock = _listen(host, port)
-    config = uvicorn.Config("kakuin.app:factory", factory=True, log_level="warning")
-    uvicorn.Server(config).run(sockets=[sock])
+    serve_app(Context.open(Path(data_dir), migrate=False), host, port, ocsp_port, reuse_port=True)
 
 
-def serve_workers(data_dir: Path, host: str, port: int, workers: int) -> None:
+def serve_workers(data_dir: Path, host: str, port: int, workers: int, ocsp_port: int = 0) -> None:
     """Run ``workers`` worker processes until SIGTERM or SIGINT."""
     if not hasattr(socket, "SO_REUSEPORT"):  # pragma: no cover - Linux, BSD and macOS have it
         raise KakuinError("--workers > 1 needs SO_REUSEPORT")
     _listen(host, port).close()  # fail here, not in every worker, when the port is taken
+    if ocsp_port:
+        _listen(host, ocsp_port).close()
     spawn = mp.get_context("spawn")
     stopping = False
 
     started: dict[int, float] = {}
 
     def start() -> BaseProcess:
-        p = spawn.Process(target=_worker, args=(str(data_dir), host, port), name="kakuin-worker")
+        p = spawn.Process(target=_worker, args=(str(data_dir), host, port, ocsp_port), name="kakuin-worker")
         p.start()
         started[id(p)] = time.monotonic()
         return p

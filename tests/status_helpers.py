@@ -58,13 +58,13 @@ def kakuin(data_dir: Path, *args: str, **extra: str) -> subprocess.CompletedProc
 
 
 class Server:
-    """``kakuin serve`` in a subprocess on a free loopback port."""
+    """``kakuin serve [args]`` in a subprocess on a free loopback port."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *args: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [tool("kakuin"), "serve"], env=kakuin_env(data_dir, KAKUIN_LISTEN=f"127.0.0.1:{self.port}"),
+            [tool("kakuin"), "serve", *args], env=kakuin_env(data_dir, KAKUIN_LISTEN=f"127.0.0.1:{self.port}"),
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

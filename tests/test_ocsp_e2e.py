@@ -66,3 +66,46 @@ def test_openssl_ocsp_good_revoked_unknown(make_ctx, tmp_path) -> None:  # type:
         assert "0x1234567890abcdef: unknown" in text and "Response verify OK" in text, text
     finally:
         server.stop()
+
+
+def test_lean_listener_with_two_workers(make_ctx, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``kakuin serve --workers 2 --ocsp-port P``: openssl gets the same answers
+    on the lean listener; a ``kakuin revoke`` in another process shows there
+    within the cache TTL; malformed GET and POST get malformedRequest."""
+    import httpx
+
+    from tests.status_helpers import free_port
+
+    ctx = make_ctx()
+    issued = issue_dv(ctx)
+    d = ctx.config.data_dir
+    leaf, inter, roots = tmp_path / "leaf.pem", tmp_path / "inter.pem", tmp_path / "roots.pem"
+    leaf.write_bytes(pem(issued.certificate))
+    inter.write_bytes(pem(issued.chain[0]))
+    roots.write_bytes(all_roots_pem(ctx))
+    ctx.db.dispose()
+    ocsp_port = free_port()
+    server = Server(d, "--workers", "2", "--ocsp-port", str(ocsp_port))
+    try:
+        url = f"http://127.0.0.1:{ocsp_port}/ocsp"
+        for args in ((), ("-no_nonce",)):
+            text = openssl_ocsp(url, inter, "-cert", str(leaf), "-CAfile", str(roots), *args)
+            assert "Response verify OK" in text and f"{leaf}: good" in text, text
+        for bad in (httpx.post(url, content=b"garbage"), httpx.get(url + "/bm90LWRlcg==")):
+            assert bad.status_code == 200
+            assert ocsp.load_der_ocsp_response(bad.content).response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+        assert httpx.put(url, content=b"x").status_code == 405
+
+        res = kakuin(d, "revoke", issued.serial, "--reason", "keyCompromise")
+        assert res.returncode == 0, res.stderr
+        deadline = time.monotonic() + 20  # each worker re-reads its in-memory answers within 10 s
+        seen = 0
+        while seen < 4 and time.monotonic() < deadline:  # fresh connections: both workers
+            text = openssl_ocsp(url, inter, "-cert", str(leaf), "-CAfile", str(roots), "-no_nonce")
+            seen = seen + 1 if f"{leaf}: revoked" in text else 0
+            time.sleep(0.5)
+        assert seen == 4 and "Reason: keyCompromise" in text, text
+        text = openssl_ocsp(server.url + "/ocsp", inter, "-cert", str(leaf), "-CAfile", str(roots), "-no_nonce")
+        assert f"{leaf}: revoked" in text, text  # and the main port agrees
+    finally:
+        server.stop()
