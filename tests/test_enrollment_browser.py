@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import base64
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat, pkcs12
 from sqlalchemy import select
 
+from kakuin.context import Context
 from kakuin.ra.models import Enrollment
 from kakuin.ra.services import RA
 from kakuin.store.models import Certificate
@@ -36,11 +39,24 @@ def openssl_opens(path: Path, password: str) -> bool:
     return run([openssl, "pkcs12", "-info", "-in", path, "-passin", f"pass:{password}", "-noout"]).returncode == 0
 
 
-def test_key_pair_csr_and_pkcs12_are_made_in_the_browser(node: str, make_ctx, tmp_path: Path) -> None:  # noqa: F811  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("pin", "p12_name"),
+    [("", ""), ("Abcd1234efgh", "hanako.p12")],
+    ids=["chosen-password", "access-pin-from-tsv"],
+)
+def test_key_pair_csr_and_pkcs12_are_made_in_the_browser(
+    node: str,  # noqa: F811  (the fixture imported above)
+    make_ctx: Callable[..., Context],
+    tmp_path: Path,
+    pin: str,
+    p12_name: str,
+) -> None:
     ctx = make_ctx()
     ra = RA(ctx)
     setup_institution(ra)
-    report = ra.tsv.apply(tsv([client_fields(method="3")]), institution=INST, actor=officer(ra))
+    row = client_fields(method="3", pin=pin)
+    row[11] = p12_name
+    report = ra.tsv.apply(tsv([row]), institution=INST, actor=officer(ra))
     assert report.results[0].enrollment is not None and report.results[0].serial is None
     token = enroll_token(outbox(ctx, "enrollment")[0])
     got = tmp_path / "enrolled.p12"
@@ -49,14 +65,20 @@ def test_key_pair_csr_and_pkcs12_are_made_in_the_browser(node: str, make_ctx, tm
     with PortalServer(ctx.config.data_dir) as server:
         link = f"{server.url}/enroll/{token}"
         seen = drive(
-            node, script="enroll_flow.mjs", link=link, password=PASSWORD, downloadTo=str(got), artifacts=str(ARTIFACTS)
+            node,
+            script="enroll_flow.mjs",
+            link=link,
+            password=PASSWORD,
+            pin=pin,
+            downloadTo=str(got),
+            artifacts=str(ARTIFACTS),
         )
         assert seen["status"] == 200 and "script-src 'self'" in str(seen["csp"])
         assert "秘密鍵は送信されません" in str(seen["pageText"]) and "never sent" in str(seen["pageText"])
         # Only the CSR went to the server: one POST, {"csr": …}, and no password in it.
         [post] = seen["requests"]  # type: ignore[misc]
         assert post["url"] == link and list(httpx.Response(200, content=post["body"]).json()) == ["csr"]
-        assert PASSWORD not in post["body"]
+        assert PASSWORD not in post["body"] and (not pin or pin not in post["body"])
         assert seen["againStatus"] == 410 and "使用済み" in str(seen["againText"])
         again = httpx.post(link, json={"csr": httpx.Response(200, content=post["body"]).json()["csr"]})
         assert again.status_code == 410
@@ -65,12 +87,13 @@ def test_key_pair_csr_and_pkcs12_are_made_in_the_browser(node: str, make_ctx, tm
         e = s.scalars(select(Enrollment)).one()
         assert e.serial and e.used_at is not None
         cert_row = s.scalars(select(Certificate).where(Certificate.serial == e.serial)).one()
-        assert seen["filename"] == f"{e.serial}.p12"
+        assert seen["filename"] == (p12_name or f"{e.serial}.p12")
         issued_der = cert_row.der
 
-    assert openssl_opens(got, PASSWORD)
+    secret = pin or PASSWORD
+    assert openssl_opens(got, secret)
     assert not openssl_opens(got, "wrong-password")
-    key, cert, chain = pkcs12.load_key_and_certificates(got.read_bytes(), PASSWORD.encode())
+    key, cert, chain = pkcs12.load_key_and_certificates(got.read_bytes(), secret.encode())
     assert key is not None and cert is not None and chain
     assert cert.public_bytes(Encoding.DER) == issued_der  # the certificate kakuin issued and stored
     spki = PublicFormat.SubjectPublicKeyInfo

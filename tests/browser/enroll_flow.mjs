@@ -1,7 +1,8 @@
 // Drives Debian chromium (headless) through playwright-core for
 // tests/test_enrollment_browser.py: enrollment in the browser (TSV download
-// method 3). One JSON argument: {"link", "password", "downloadTo", "artifacts"}.
-// Opens the link, types the password twice, presses the button, waits for the
+// method 3). One JSON argument: {"link", "password", "pin", "downloadTo", "artifacts"}.
+// Opens the link, types the password twice (or, with "pin", the access PIN the
+// page asks for), presses the button, waits for the
 // PKCS#12 the page builds and saves it; then opens the link again (used).
 // Prints one JSON line with what it saw; exits non-zero on failure.
 import { chromium } from "playwright-core";
@@ -25,8 +26,12 @@ try {
   seen.status = response.status();
   seen.csp = response.headers()["content-security-policy"];
   seen.pageText = await page.locator("body").innerText();
-  await page.getByLabel("パスワード / Password", { exact: true }).fill(args.password);
-  await page.getByLabel("パスワード(確認) / Password again").fill(args.password);
+  if (args.pin) {
+    await page.getByLabel("アクセスPIN / Access PIN").fill(args.pin);
+  } else {
+    await page.getByLabel("パスワード / Password", { exact: true }).fill(args.password);
+    await page.getByLabel("パスワード(確認) / Password again").fill(args.password);
+  }
   const [download] = await Promise.all([
     page.waitForEvent("download", { timeout: 120000 }),
     page.getByRole("button", { name: /Make the key/ }).click(),
@@ -34,7 +39,9 @@ try {
   await download.saveAs(args.downloadTo);
   seen.filename = download.suggestedFilename();
   seen.statusText = await page.locator("#status").innerText();
-  if (args.artifacts) await page.screenshot({ path: `${args.artifacts}/enroll-done.png`, fullPage: true });
+  if (args.artifacts) {
+    await page.screenshot({ path: `${args.artifacts}/enroll-done${args.pin ? "-pin" : ""}.png`, fullPage: true });
+  }
 
   const again = await context.newPage();
   const second = await again.goto(args.link);
