@@ -213,7 +213,8 @@ def tsv_apply(
         return
     for res in r.results:
         if res.ok:
-            out.print(f"row {res.row}: {res.serial or res.kid}")
+            pending = f"pending enrollment {res.enrollment} (link mailed to the subscriber)" if res.enrollment else None
+            out.print(f"row {res.row}: {res.serial or res.kid or pending}")
         else:
             for e in res.errors:
                 err.print(str(e), markup=False, highlight=False)
