@@ -1,18 +1,24 @@
 """OCSP responder throughput and latency: kakuin vs ``openssl ocsp -port``.
 
-    .venv/bin/python bench/ocsp_bench.py [--duration 10] [--workers 1 2]
+    .venv/bin/python bench/ocsp_bench.py [--duration 10] [--workers 1 2] [--rounds 3]
 
 One data dir (dev hierarchy), one RSA certificate from tls-rsa-g1, its
 delegated responder (RSA-2048) pre-signed. openssl serves the same certificate
 from an index.txt with the same responder certificate and key
-(``-rsigner/-rkey``, ``-multi 2``); kakuin runs under uvicorn (httptools, uvloop,
-``--workers N``, no access log) with the full app (Starlette routing to the raw
-ASGI OCSP handler). ``wrk`` (one thread, loopback) POSTs the same fixed
-nonce-less request (and GETs it, for kakuin) from a Lua script:
+(``-rsigner/-rkey``, ``-multi 2``); kakuin runs as deployed, ``kakuin serve
+--workers N --ocsp-port P``, and is measured on both of its OCSP faces: ``/ocsp``
+on the main port (uvicorn with httptools and uvloop, no access log, the raw
+ASGI handler ahead of Starlette's router) and the lean listener on port P
+(``kakuin.status.ocsp_server``). ``wrk`` (one thread, loopback) POSTs the same
+fixed nonce-less request (and GETs it, for kakuin) from a Lua script:
 
 - saturation: 32 connections as fast as they go (requests/s, p50, p99);
 - ~1,000 req/s: 10 connections that each wait 10 ms between requests (wrk's
   ``delay()`` hook; plain wrk has no ``-R``), p50/p99 at that load.
+
+With ``--rounds N`` everything is measured N times in turn and a last table
+gives the medians and each kakuin row's ratio to openssl's saturated rate of
+the same round (median and lowest).
 
 All on a 2-core machine: wrk takes one core, so the servers share the other.
 """
@@ -26,6 +32,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -147,10 +154,20 @@ def check(url: str, files: dict[str, Path]) -> None:
     assert ": good" in res.stdout, res.stdout + res.stderr
 
 
+def openssl_cmd(files: dict[str, Path], port: int, *extra: str) -> list[str]:
+    return ["openssl", "ocsp", "-index", str(files["index"]), "-port", str(port), "-rsigner", str(files["resp"]),
+            "-rkey", str(files["rkey"]), "-CA", str(files["inter"]), "-nmin", "60", *extra]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--rounds", type=int, default=1, help="repeat everything; the summary gives medians")
     args = ap.parse_args()
     os.environ.setdefault("KAKUIN_CA_PASSPHRASE", PASSPHRASE)
     assert shutil.which("wrk"), "wrk is required (apt-get install wrk)"
@@ -158,68 +175,71 @@ def main() -> None:
     files = setup(base)
     procs: list[subprocess.Popen] = []
     loads = (("saturated, 32 conns", 32, 0), ("~1,000 req/s (10 conns x 10 ms)", 10, 10))
+    results: dict[tuple[str, str], list[dict[str, float | str]]] = {}
     print(f"load average before the run: {os.getloadavg()[0]:.1f} (2 cores; figures are only meaningful near 0)")
-    print("| server | load | req/s | p50 ms | p99 ms | errors |")
-    print("|---|---|---:|---:|---:|---|")
+    print("| round | server | load | req/s | p50 ms | p99 ms | errors |")
+    print("|---:|---|---|---:|---:|---:|---|")
 
-    def row(name: str, load: str, r: dict[str, float | str]) -> None:
-        print(f"| {name} | {load} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} |", flush=True)
+    def row(rnd: int, name: str, load: str, r: dict[str, float | str]) -> None:
+        results.setdefault((name, load), []).append(r)
+        print(f"| {rnd} | {name} | {load} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} |",
+              flush=True)
 
     try:
         port = free_port()
-        p = subprocess.Popen(["openssl", "ocsp", "-index", str(files["index"]), "-port", str(port), "-rsigner",
-                              str(files["resp"]), "-rkey", str(files["rkey"]), "-CA", str(files["inter"]),
-                              "-nmin", "60"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        p = subprocess.Popen(openssl_cmd(files, port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              process_group=0)
         time.sleep(1.0)
         check(f"http://127.0.0.1:{port}", files)  # same answer as kakuin's
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
-        # OpenSSL 3.0's responder spins at 100% CPU once a client drops a
-        # connection (as wrk does at the end of a run), so each run gets a
-        # fresh `openssl ocsp` process; its best of several connection counts.
-        for load, conns, delay in loads:
-            best: dict[str, float | str] = {"rps": 0.0}
-            for c in ((1, 2, 4, 8, 32) if not delay else (conns,)):
-                port = free_port()
-                p = subprocess.Popen(["openssl", "ocsp", "-index", str(files["index"]), "-port", str(port),
-                                      "-rsigner", str(files["resp"]), "-rkey", str(files["rkey"]),
-                                      "-CA", str(files["inter"]), "-nmin", "60", "-multi", "2", "-timeout", "2"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     process_group=0)
-                # no probe connection: a closed connection is what makes it spin
-                time.sleep(1.0)
-                r = wrk(f"http://127.0.0.1:{port}/", lua(base, files["req"], method="POST", delay_ms=delay), c,
-                        args.duration)
-                r["errors"] = f"{c} conns; {r['errors']}"
-                # -multi forks children that keep spinning after the parent dies (openssl
-                # sets its own process group, so a new session would make it exit):
-                # kill the whole process group, or they eat the CPU of later runs.
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
-                if float(r["rps"]) >= float(best["rps"]):
-                    best = r
-            row("openssl ocsp -multi 2", load, best)
-        for w in args.workers:
-            port = free_port()
-            # `kakuin serve --workers N`: one socket per worker (SO_REUSEPORT), so
-            # keep-alive connections spread over the workers; with uvicorn's own
-            # --workers one shared socket let a single worker take them all.
-            env = dict(os.environ, KAKUIN_DATA_DIR=str(files["data"]), KAKUIN_LISTEN=f"127.0.0.1:{port}")
-            p = subprocess.Popen([sys.executable, "-m", "kakuin", "serve", "--workers", str(w)], env=env, cwd=ROOT,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            procs.append(p)
-            wait_port(port, p)
-            time.sleep(2)
-            url = f"http://127.0.0.1:{port}/ocsp"
-            check(url, files)
-            for method in ("POST", "GET"):
-                wrk(url, lua(base, files["req"], method=method), 4, 2)  # warm up
-                for load, conns, delay in loads:
-                    r = wrk(url, lua(base, files["req"], method=method, delay_ms=delay), conns, args.duration)
-                    row(f"kakuin serve --workers {w} ({method})", load, r)
-            p.terminate()
-            p.wait(10)
+        for rnd in range(1, args.rounds + 1):
+            # OpenSSL 3.0's responder spins at 100% CPU once a client drops a
+            # connection (as wrk does at the end of a run), so each run gets a
+            # fresh `openssl ocsp` process; its best of several connection counts.
+            for load, conns, delay in loads:
+                best: dict[str, float | str] = {"rps": 0.0}
+                for c in ((1, 2, 4, 8, 32) if not delay else (conns,)):
+                    port = free_port()
+                    p = subprocess.Popen(openssl_cmd(files, port, "-multi", "2", "-timeout", "2"),
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0)
+                    # no probe connection: a closed connection is what makes it spin
+                    time.sleep(1.0)
+                    r = wrk(f"http://127.0.0.1:{port}/", lua(base, files["req"], method="POST", delay_ms=delay), c,
+                            args.duration)
+                    r["errors"] = f"{c} conns; {r['errors']}"
+                    # -multi forks children that keep spinning after the parent dies (openssl
+                    # sets its own process group, so a new session would make it exit):
+                    # kill the whole process group, or they eat the CPU of later runs.
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait()
+                    if float(r["rps"]) >= float(best["rps"]):
+                        best = r
+                row(rnd, "openssl ocsp -multi 2", load, best)
+            for w in args.workers:
+                port, lean_port = free_port(), free_port()
+                # `kakuin serve --workers N`: one socket per worker (SO_REUSEPORT), so
+                # keep-alive connections spread over the workers; with uvicorn's own
+                # --workers one shared socket let a single worker take them all.
+                # --ocsp-port: each worker also runs the lean OCSP listener.
+                env = dict(os.environ, KAKUIN_DATA_DIR=str(files["data"]), KAKUIN_LISTEN=f"127.0.0.1:{port}")
+                p = subprocess.Popen([sys.executable, "-m", "kakuin", "serve", "--workers", str(w),
+                                      "--ocsp-port", str(lean_port)], env=env, cwd=ROOT,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                procs.append(p)
+                wait_port(port, p)
+                wait_port(lean_port, p)
+                time.sleep(2)
+                for name, url in ((f"kakuin serve --workers {w}, /ocsp on listen", f"http://127.0.0.1:{port}/ocsp"),
+                                  (f"kakuin serve --workers {w}, --ocsp-port", f"http://127.0.0.1:{lean_port}/ocsp")):
+                    check(url, files)
+                    for method in ("POST", "GET"):
+                        wrk(url, lua(base, files["req"], method=method), 4, 2)  # warm up
+                        for load, conns, delay in loads:
+                            r = wrk(url, lua(base, files["req"], method=method, delay_ms=delay), conns, args.duration)
+                            row(rnd, f"{name} ({method})", load, r)
+                p.terminate()
+                p.wait(10)
     finally:
         for p in procs:
             p.terminate()
@@ -228,6 +248,18 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 p.kill()
         shutil.rmtree(base, ignore_errors=True)
+
+    # Medians over the rounds; the ratio is to openssl's saturated rate of the same round.
+    ref = [float(r["rps"]) for r in results[("openssl ocsp -multi 2", loads[0][0])]]
+    print(f"\nmedians of {args.rounds} round(s); ratio: kakuin / openssl saturated, same round (median, lowest)")
+    print("| server | load | req/s | p50 ms | p99 ms | ratio (median, lowest) |")
+    print("|---|---|---:|---:|---:|---:|")
+    for (name, load), rs in results.items():
+        rps = [float(r["rps"]) for r in rs]
+        ratios = [a / b for a, b in zip(rps, ref, strict=False) if b] if load == loads[0][0] else []
+        ratio = f"{median(ratios):.1f}x, {min(ratios):.1f}x" if ratios and not name.startswith("openssl") else ""
+        print(f"| {name} | {load} | {median(rps):,.0f} | {median([float(r['p50']) for r in rs]):.2f} | "
+              f"{median([float(r['p99']) for r in rs]):.2f} | {ratio} |")
 
 
 if __name__ == "__main__":
