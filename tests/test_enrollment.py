@@ -15,7 +15,7 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
@@ -64,9 +64,8 @@ def issued_count(ra: RA) -> int:
 
 def csr_der(key, cn: str = "Someone Else") -> bytes:  # type: ignore[no-untyped-def]
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    return (
-        x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256()).public_bytes(Encoding.DER)
-    )
+    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    return x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, algorithm).public_bytes(Encoding.DER)
 
 
 def post_json(der: bytes) -> dict[str, object]:
@@ -146,9 +145,10 @@ def _weak_rsa() -> rsa.RSAPrivateKey:
         (lambda k: csr_der(k)[:-8] + b"\x00" * 8, 400, "bad-csr"),  # signature broken
         (lambda k: csr_der(ec.generate_private_key(ec.SECP521R1())), 422, "bad-key"),  # curve not allowed
         (lambda k: csr_der(_weak_rsa()), 422, "bad-key"),  # RSA < 2048
+        (lambda k: csr_der(ed25519.Ed25519PrivateKey.generate()), 422, "bad-key"),  # key type not allowed
         (lambda k: csr_der(k), 422, "blocked-key"),  # on the blocklist
     ],
-    ids=["not-a-csr", "bad-signature", "p521", "rsa-1024", "blocked"],
+    ids=["not-a-csr", "bad-signature", "p521", "rsa-1024", "ed25519", "blocked"],
 )
 async def test_refused_csrs_issue_nothing_and_keep_the_link(ra: RA, make, status: int, kind: str) -> None:  # type: ignore[no-untyped-def]
     token = apply_browser_row(ra)
