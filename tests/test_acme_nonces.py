@@ -1,6 +1,8 @@
 """Nonces are single-use across processes: two contexts on one database (as two
-`kakuin serve` processes would be) share them, and the database, not memory,
-decides which redemption wins. Also on PostgreSQL (tests/pg.py: KAKUIN_TEST_PG_URL or the local default)."""
+`kakuin serve` processes would be) accept each other's nonces (one installation
+secret), and the database, not memory, decides which redemption wins. Forged,
+altered, expired and future nonces are refused before the database is asked.
+Also on PostgreSQL (tests/pg.py: KAKUIN_TEST_PG_URL or the local default)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import create_engine, text
 
-from kakuin.acme.repos import NonceRepo
 from kakuin.context import Context
 
 
@@ -21,8 +22,7 @@ def _redeem_race(a: Context, b: Context) -> None:
     results: list[bool] = []
 
     def redeem(c: Context) -> None:
-        with c.db.session() as s:
-            results.append(NonceRepo(s).redeem(nonce, c.clock.now().replace(year=2000)))
+        results.append(c.acme.service.redeem_nonce(nonce))
 
     threads = [threading.Thread(target=redeem, args=(c,)) for c in (a, b, a, b)]
     for t in threads:
@@ -39,10 +39,8 @@ def test_nonce_single_use_across_contexts(make_ctx: Callable[..., Context]) -> N
         _redeem_race(a, b)
         # A nonce from one process is good in the other, once.
         n = a.acme.service.new_nonce()
-        with b.db.session() as s:
-            assert NonceRepo(s).redeem(n, b.clock.now().replace(year=2000))
-        with a.db.session() as s:
-            assert not NonceRepo(s).redeem(n, a.clock.now().replace(year=2000))
+        assert b.acme.service.redeem_nonce(n)
+        assert not a.acme.service.redeem_nonce(n)
     finally:
         b.db.dispose()
 
@@ -74,3 +72,31 @@ def test_nonce_single_use_on_postgresql(make_ctx: Callable[..., Context]) -> Non
         admin.dispose()
 
 
+
+
+def test_nonce_forged_altered_expired(make_ctx: Callable[..., Context]) -> None:
+    import base64
+    import datetime as dt
+
+    from sqlalchemy import func, select
+
+    from kakuin.acme.models import ACMENonce
+    from kakuin.acme.nonces import NonceMint
+    from kakuin.acme.service import NONCE_LIFETIME
+
+    c = make_ctx()
+    svc = c.acme.service
+    now = c.clock.now()
+    other = NonceMint(b"k" * 32, NONCE_LIFETIME).mint(now)  # another installation's key
+    good = svc.new_nonce()
+    raw = bytearray(base64.urlsafe_b64decode(good + "="))
+    raw[3] ^= 1  # the issue time moved: the MAC no longer matches
+    altered = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+    old = svc.nonces.mint(now - NONCE_LIFETIME - dt.timedelta(seconds=1))
+    future = svc.nonces.mint(now + dt.timedelta(minutes=5))
+    for bad in (other, altered, old, future, "", "x" * 43, good + "A", "!" * 43):
+        assert not svc.redeem_nonce(bad), bad
+    with c.db.session() as s:  # refused before the database was asked
+        assert s.scalar(select(func.count()).select_from(ACMENonce)) == 0
+    assert svc.redeem_nonce(good)
+    assert not svc.redeem_nonce(good)

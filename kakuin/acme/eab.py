@@ -44,6 +44,8 @@ class EABKeyring:
             raise KakuinError("the EAB secret must be at least 32 bytes")
         key = HKDF(hashes.SHA256(), 32, salt=None, info=b"kakuin eab hmac-key v1").derive(secret)
         self._aead = AESGCM(key)
+        # The ACME nonce MAC key (kakuin.acme.nonces): same secret, its own label.
+        self.nonce_key = HKDF(hashes.SHA256(), 32, salt=None, info=b"kakuin acme nonce v1").derive(secret)
 
     @classmethod
     def for_data_dir(cls, data_dir: Path, env: dict[str, str] | None = None) -> EABKeyring:

@@ -1,7 +1,7 @@
 """ACME tables (RFC 8555 objects, EAB credentials, nonces, ARI overrides).
 
 Everything that must be unique across processes is unique in the database:
-nonces (primary key, deleted on use), the account key (thumbprint), the EAB
+nonces (a row per used nonce), the account key (thumbprint), the EAB
 credential an account is bound to, and an order's claim on finalization
 (a conditional UPDATE from ``ready`` to ``processing``).
 """
@@ -115,8 +115,10 @@ class ACMEChallenge(Base):
 
 
 class ACMENonce(Base):
-    """RFC 8555 §6.5: a nonce is valid once. Issued rows are deleted on use; the
-    DELETE's row count is the proof, so two processes cannot both accept one."""
+    """RFC 8555 §6.5: a nonce is valid once. Nonces are minted without a row
+    (kakuin.acme.nonces); a row is the record of a used one, inserted on
+    redemption, and the INSERT's row count is the proof, so two processes
+    cannot both accept one. Rows older than the nonce lifetime are purged."""
 
     __tablename__ = "acme_nonces"
 

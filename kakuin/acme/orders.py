@@ -15,6 +15,7 @@ import dataclasses
 import datetime as dt
 import logging
 import math
+from dataclasses import replace
 from typing import Any
 
 from cryptography import x509
@@ -24,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from kakuin.acme import jws as J
 from kakuin.acme.errors import AlreadyRevoked, BadRevocationReason, Malformed, OrderNotReady
-from kakuin.acme.models import Account
+from kakuin.acme.models import Account, Authorization, Challenge
 from kakuin.acme.repos import AuthzRepo, OrderRepo
 from kakuin.acme.service import (
     VALID_AUTHZ_LIFETIME,
@@ -71,23 +72,30 @@ class OrderFlow:
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- challenges ------------------------------------------------------------
-    def respond(self, req: Authenticated, challenge_id: int) -> bool:
-        """The client says it is ready (RFC 8555 §7.5.1). True when this request
-        started the validation; the caller then runs ``validate``."""
+    def respond(self, req: Authenticated, challenge_id: int) -> tuple[bool, Challenge, Authorization]:
+        """The client says it is ready (RFC 8555 §7.5.1). Returns whether this
+        request started the validation (the caller then runs ``validate``) and the
+        challenge as it now stands, with its authorization."""
         c, a = self.acme.challenge(req.acct.id, challenge_id)
         if req.jws.is_post_as_get:
-            return False
+            return False, c, a
         if a.status != "pending" or as_utc(a.expires) <= self.clock.now():
-            return False
-        return self.acme.ledger.claim_challenge(c.id, a.id)
+            return False, c, a
+        if not self.acme.ledger.claim_challenge(c.id, a.id):
+            return False, *self.acme.challenge(req.acct.id, challenge_id)
+        return True, replace(c, status="processing"), a
 
-    def start_validation(self, account: Account, challenge_id: int) -> None:
-        task = asyncio.get_running_loop().create_task(self.validate(account, challenge_id))
+    def start_validation(self, account: Account, c: Challenge, a: Authorization) -> asyncio.Task[Challenge]:
+        """Validate in a task of its own: it finishes (and is recorded) even when the
+        request that started it has long been answered."""
+        task = asyncio.get_running_loop().create_task(self.validate(account, c, a))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
-    async def validate(self, account: Account, challenge_id: int) -> None:
-        c, a = await run_in_threadpool(self.acme.challenge, account.id, challenge_id)
+    async def validate(self, account: Account, c: Challenge, a: Authorization) -> Challenge:
+        """Run the VA for a claimed ("processing") challenge and record the outcome;
+        returns the challenge as recorded."""
         keyauth = key_authorization(c.token, account.jwk)
         try:
             if c.type == "http-01":
@@ -97,7 +105,7 @@ class OrderFlow:
             else:
                 rec = await self.va.validate_tlsalpn01(a.identifier, keyauth)
         except Exception as exc:  # the VA should not raise; never leave "processing"
-            log.exception("validation of challenge %s failed", challenge_id)
+            log.exception("validation of challenge %s failed", c.id)
             rec = self.va.record(
                 c.type,
                 a.identifier,
@@ -106,16 +114,17 @@ class OrderFlow:
                 error=f"internal error during validation ({type(exc).__name__})",
                 problem="serverInternal",
             )
-        await run_in_threadpool(self._record, c.id, a.id, rec)
+        return await run_in_threadpool(self._record, c, a.id, rec)
 
-    def _record(self, challenge_id: int, authz_id: int, rec: ValidationRecord) -> None:
+    def _record(self, c: Challenge, authz_id: int, rec: ValidationRecord) -> Challenge:
         now = self.clock.now()
         ledger = self.acme.ledger
         if rec.ok:
+            fields: dict[str, Any] = {"status": "valid", "validated_at": now, "record": record_json(rec)}
             ledger.record_validation(
-                challenge_id,
+                c.id,
                 authz_id,
-                {"status": "valid", "validated_at": now, "record": record_json(rec)},
+                fields,
                 {"status": "valid", "validated_at": now, "expires": now + VALID_AUTHZ_LIFETIME},
             )
         else:
@@ -124,12 +133,9 @@ class OrderFlow:
                 "detail": rec.error or "validation failed",
                 "status": 403,
             }
-            ledger.record_validation(
-                challenge_id,
-                authz_id,
-                {"status": "invalid", "error": err, "record": record_json(rec)},
-                {"status": "invalid"},
-            )
+            fields = {"status": "invalid", "error": err, "record": record_json(rec)}
+            ledger.record_validation(c.id, authz_id, fields, {"status": "invalid"})
+        return replace(c, **fields)
 
     # -- finalization -------------------------------------------------------------
     async def finalize(self, req: Authenticated, order_id: int) -> OrderView:

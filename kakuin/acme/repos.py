@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, exists, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -27,25 +29,6 @@ from kakuin.acme.models import (
 )
 from kakuin.clock import as_utc
 from kakuin.store.models import Certificate, Institution, InstitutionDomain
-
-
-class NonceRepo:
-    def __init__(self, s: Session) -> None:
-        self.s = s
-
-    def add(self, nonce: str, now: dt.datetime) -> None:
-        self.s.add(ACMENonce(nonce=nonce, created_at=now))
-
-    def redeem(self, nonce: str, not_before: dt.datetime) -> bool:
-        """Delete the nonce; True only for the one caller whose DELETE removed it."""
-        result = self.s.execute(
-            delete(ACMENonce).where(ACMENonce.nonce == nonce, ACMENonce.created_at >= not_before)
-        )
-        return (result.rowcount or 0) == 1
-
-    def purge(self, older_than: dt.datetime) -> int:
-        result = self.s.execute(delete(ACMENonce).where(ACMENonce.created_at < older_than))
-        return result.rowcount or 0
 
 
 class AccountRepo:
@@ -255,7 +238,7 @@ class ACMELedger:
     statements are built once (SQLAlchemy's compiled cache serves them), each
     method is one short transaction on one pooled connection, and reads return
     frozen views (``models.Account`` …). Semantics are those of the repositories
-    above: the database decides every race (nonce DELETE row count, conditional
+    above: the database decides every race (nonce INSERT row count, conditional
     UPDATEs for the challenge and finalization claims).
     """
 
@@ -275,10 +258,10 @@ class ACMELedger:
             return [table.c[f.name] for f in dataclasses.fields(view)]
 
         acols, ocols, zcols, ccols = cols(a, Account), cols(o, Order), cols(z, Authorization), cols(c, Challenge)
-        self._nonce_add = insert(n)
-        self._nonce_redeem = delete(n).where(
-            n.c.nonce == bindparam("nonce"), n.c.created_at >= bindparam("not_before")
-        )
+        # INSERT … ON CONFLICT DO NOTHING RETURNING: a row back says this caller used
+        # the nonce first (psycopg reports no row count for ON CONFLICT inserts).
+        upsert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        self._nonce_use = upsert(n).on_conflict_do_nothing(index_elements=[n.c.nonce]).returning(n.c.nonce)
         self._nonce_purge = delete(n).where(n.c.created_at < bindparam("older_than"))
         self._account = select(*acols).where(a.c.id == bindparam("id"))
         self._order = select(*ocols).where(o.c.id == bindparam("id"))
@@ -333,21 +316,14 @@ class ACMELedger:
         self._institution_name = select(inst.c.name_en).where(inst.c.id == bindparam("id"))
 
     # -- nonces and accounts --------------------------------------------------
-    def add_nonce(self, nonce: str, now: dt.datetime, purge_before: dt.datetime | None = None) -> None:
+    def redeem_nonce(self, nonce: str, now: dt.datetime, purge_before: dt.datetime | None = None) -> bool:
+        """Record the nonce as used: True only for the one caller whose INSERT
+        added the row (kakuin.acme.nonces)."""
         with self.engine.begin() as conn:
-            conn.execute(self._nonce_add, {"nonce": nonce, "created_at": now})
+            won = conn.execute(self._nonce_use, {"nonce": nonce, "created_at": now}).first() is not None
             if purge_before is not None:
                 conn.execute(self._nonce_purge, {"older_than": purge_before})
-
-    def redeem_nonce(self, nonce: str, not_before: dt.datetime, fresh: str, now: dt.datetime) -> bool:
-        """One transaction: delete the request's nonce (True only for the one
-        caller whose DELETE removed it) and record the response's."""
-        with self.engine.begin() as conn:
-            r = conn.execute(self._nonce_redeem, {"nonce": nonce, "not_before": not_before})
-            if (r.rowcount or 0) != 1:
-                return False
-            conn.execute(self._nonce_add, {"nonce": fresh, "created_at": now})
-        return True
+        return won
 
     def account(self, account_id: int) -> Account | None:
         with self.reader.connect() as conn:

@@ -37,6 +37,7 @@ from kakuin.acme.models import (
     Challenge,
     Order,
 )
+from kakuin.acme.nonces import NonceMint
 from kakuin.acme.repos import AccountRepo, ACMELedger, OrderRepo
 from kakuin.acme.urls import URLs
 from kakuin.clock import Clock, as_utc
@@ -116,14 +117,20 @@ class ACMEService:
         # is cached: every request reads the account row, and a key change (here
         # or in another process) changes the thumbprint, so a stale key is never used.
         self._keys: dict[tuple[int, str], J.AccountKey] = {}
+        self.nonces = NonceMint(eab.keyring.nonce_key, NONCE_LIFETIME)
 
-    # -- nonces (RFC 8555 §6.5) ------------------------------------------------
+    # -- nonces (RFC 8555 §6.5, kakuin.acme.nonces) --------------------------------
     def new_nonce(self) -> str:
-        nonce = secrets.token_urlsafe(16)
+        return self.nonces.mint(self.clock.now())
+
+    def redeem_nonce(self, nonce: str) -> bool:
+        """True once, for the first request (in any process) that presents a
+        nonce this installation minted within its lifetime."""
         now = self.clock.now()
-        purge = now - NONCE_LIFETIME if secrets.randbelow(200) == 0 else None
-        self.ledger.add_nonce(nonce, now, purge)
-        return nonce
+        if not self.nonces.genuine(nonce, now):
+            return False
+        purge = now - NONCE_LIFETIME if secrets.randbelow(500) == 0 else None
+        return self.ledger.redeem_nonce(nonce, now, purge)
 
     def _account_key(self, account: Account) -> J.AccountKey:
         ck = (account.id, account.thumbprint)
@@ -160,11 +167,9 @@ class ACMEService:
             key = J.key_from_jwk(jwk)
             jwk = J.public_jwk(jwk)
         J.verify(jws, key)
-        fresh = secrets.token_urlsafe(16)
-        now = self.clock.now()
-        # One transaction: redeem the request's nonce and issue the response's.
-        if not self.ledger.redeem_nonce(str(h["nonce"]), now - NONCE_LIFETIME, fresh, now):
+        if not self.redeem_nonce(str(h["nonce"])):
             raise BadNonce("the nonce is unknown, expired or already used")
+        fresh = self.new_nonce()
         if account is not None and account.status != "valid":
             raise Unauthorized(f"account is {account.status}")
         return Authenticated(jws, jwk, key, account, fresh)
