@@ -119,6 +119,9 @@ class ACMEConfig(_Model):
     website: str = ""
     # Default profile for ACME orders (DV: names validated by challenge).
     profile: str = "server-dv"
+    # How long a challenge response waits for its validation before answering
+    # "processing" (the validation goes on either way; 0: answer at once, as Boulder).
+    validation_wait_seconds: float = Field(default=5.0, ge=0, le=60)
 
 
 class DevConfig(_Model):
