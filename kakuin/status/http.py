@@ -186,19 +186,41 @@ def refresh_once(ctx: Context) -> None:
         pass
 
 
+def warm(ctx: Context) -> None:
+    """Load what every request will need before taking any: the issuing CAs'
+    signers and the OCSP responders (decrypting a CA key costs 40-300 ms, which
+    would otherwise land on the first requests of each worker)."""
+    from kakuin.policy.profiles import Purpose
+
+    now = ctx.clock.now()
+    for purpose in Purpose:
+        try:
+            ctx.authorities.issuing_now(ctx.db, purpose, now)
+        except Exception:  # no CA for this purpose (or not yet): nothing to load
+            continue
+
+
 def start_background(ctx: Context, interval: float = 30.0) -> threading.Event:
-    """Run ``refresh_once`` now and every ``interval`` seconds in a daemon thread;
-    set the returned event to stop it. Several processes may run it: CRL numbers
-    come from the database and a newer CRL is never replaced by an older one."""
+    """Load the CAs' signers and the OCSP responders now (before returning, so a
+    worker has its keys before it takes requests), then run ``refresh_once``
+    at once and every ``interval`` seconds in a daemon thread; set the returned
+    event to stop it. Several processes may run it: CRL numbers come from the
+    database and a newer CRL is never replaced by an older one."""
     stop = threading.Event()
+    try:
+        warm(ctx)
+        ctx.ocsp.responders.ensure_all()
+    except Exception:
+        log.exception("loading the CAs and OCSP responders failed; the refresh will retry")
 
     def loop() -> None:
-        while not stop.is_set():
+        while True:
             try:
                 refresh_once(ctx)
             except Exception:
                 log.exception("status refresh failed; retrying in %.0f s", interval)
-            stop.wait(interval)
+            if stop.wait(interval):
+                return
 
     threading.Thread(target=loop, name="kakuin-status-refresh", daemon=True).start()
     return stop
