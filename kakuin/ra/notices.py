@@ -141,6 +141,20 @@ def download_complete(to: str, *, serial: str, subject: str, at: dt.datetime, re
     )
 
 
+def bulk_download_complete(to: str, *, items: list[tuple[str, str]], at: dt.datetime, retrieval_id: int) -> Mail:
+    """One notice for a whole PKCS#12 archive (P12一括), listing its certificates."""
+    lines = "\n".join(f"  {serial}  {subject}" for serial, subject in items)
+    ja = f"PKCS#12 一括ファイルの取得が完了しました({len(items)} 件)。\n\n  取得日時: {_d(at)}\n\n{lines}"
+    en = f"The PKCS#12 archive has been downloaded ({len(items)} certificates).\n\n  At: {_d(at)}\n\n{lines}"
+    return Mail(
+        to,
+        "downloaded-bulk",
+        f"bulk:{retrieval_id}",
+        f"[kakuin] 一括取得完了のお知らせ / Archive downloaded: {len(items)} certificates",
+        bilingual(ja, en),
+    )
+
+
 def revocation_complete(to: str, *, serial: str, subject: str, reason: int, at: dt.datetime) -> Mail:
     ja = (
         f"証明書を失効しました。\n\n  シリアル番号: {serial}\n  主体者DN: {subject}\n"

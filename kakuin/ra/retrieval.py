@@ -281,8 +281,19 @@ class RetrievalService:
             .where(Retrieval.bundle_id == archive.id)
             .values(used_at=now, used_from=(client or "")[:64], payload=None)
         )
+        # Each subscriber hears of their own certificate; the officer gets one
+        # notice for the archive (not one per certificate in it).
+        serials = []
         for m in members:
-            self._tell_downloaded(s, m, CertificateRepo(s).by_serial(m.serial), now)
+            cert = CertificateRepo(s).by_serial(m.serial)
+            self._tell_downloaded(s, m, cert, now, officer=False)
+            serials.append((m.serial, cert.subject))
+        enqueue(
+            s,
+            notices.bulk_download_complete(archive.recipient, items=serials, at=now, retrieval_id=archive.id),
+            sender=self.sender,
+            now=now,
+        )
         return Download("", archive.filename, "application/zip", buf.getvalue())
 
     def record_download(
@@ -307,11 +318,13 @@ class RetrievalService:
         s.flush()
         self._tell_downloaded(s, row, CertificateRepo(s).by_serial(serial), now)
 
-    def _tell_downloaded(self, s: Session, row: Retrieval, cert: Certificate, now: dt.datetime) -> None:
+    def _tell_downloaded(
+        self, s: Session, row: Retrieval, cert: Certificate, now: dt.datetime, *, officer: bool = True
+    ) -> None:
         recipients = {row.recipient}
         ra = s.get(RACertificate, row.serial)
-        if ra is not None and (officer := officer_email(ra.officer)):
-            recipients.add(officer)
+        if officer and ra is not None and (address := officer_email(ra.officer)):
+            recipients.add(address)
         for to in sorted(recipients):
             mail = notices.download_complete(to, serial=row.serial, subject=cert.subject, at=now, retrieval_id=row.id)
             enqueue(s, mail, sender=self.sender, now=now)
