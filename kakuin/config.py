@@ -110,6 +110,10 @@ class VAConfig(_Model):
     dnssec: bool = True
     # Seconds before the one retry of a failed lookup (BR 3.2.2.8: "retried").
     dnssec_retry_delay: float = Field(default=1.0, ge=0, le=30)
+    # A, AAAA and CAA answers (and NXDOMAIN/NODATA) are kept for their DNS TTL
+    # (RFC 2308 for negative answers), at most this many seconds; 0: no cache.
+    # Failures are never kept, nor are TXT answers (dns-01 asks afresh).
+    dns_cache_seconds: float = Field(default=60.0, ge=0, le=28800)
 
 
 class ACMEConfig(_Model):

@@ -161,3 +161,66 @@ def test_timeout_refuses() -> None:
         r = check(make_va(f"{dead.address}:{dead.port}", timeout=0.5), "caa-ok.test")
     assert_refused(r)
     assert "timeout" in r.error
+
+
+def test_answers_kept_for_their_ttl_and_failures_never(bind: BindServer) -> None:  # noqa: F811
+    """A CAA answer is kept for its TTL (capped by va.dns_cache_seconds) and
+    marked as kept in its evidence; with the cache off a change shows at once.
+    TXT is never kept. Uses its own name so other tests see the zone as written."""
+    cached = ValidationAuthority(VAConfig(resolver=bind.resolver, timeout_seconds=3.0, dnssec=False,
+                                          dns_cache_seconds=300), SystemClock())
+    fresh = ValidationAuthority(VAConfig(resolver=bind.resolver, timeout_seconds=3.0, dnssec=False,
+                                         dns_cache_seconds=0), SystemClock())
+    bind.add("kept.test", "CAA", '0 issue "kakuin.example"', ttl=120)
+    bind.add("kept.test", "TXT", '"one"', ttl=120)
+
+    async def caa(va: ValidationAuthority) -> tuple[list[str], dict]:
+        r = await va.resolver.lookup("kept.test", "CAA")
+        return sorted(rd.to_text() for rd in r.records), r.evidence
+
+    async def txt(va: ValidationAuthority) -> list[str]:
+        return [rd.to_text() for rd in (await va.resolver.lookup("kept.test", "TXT")).records]
+
+    try:
+        first, ev = asyncio.run(caa(cached))
+        assert first == ['0 issue "kakuin.example"'] and not ev.get("cached")
+        assert asyncio.run(txt(cached)) == ['"one"']
+        bind.replace("kept.test", "CAA", '0 issue "other-ca.example"', ttl=120)
+        bind.replace("kept.test", "TXT", '"two"', ttl=120)
+        again, ev = asyncio.run(caa(cached))
+        assert again == first and ev.get("cached") is True  # within the TTL: the kept answer
+        assert asyncio.run(txt(cached)) == ['"two"']  # TXT: always asked afresh
+        assert asyncio.run(caa(fresh))[0] == ['0 issue "other-ca.example"']
+        # A negative answer is kept for the SOA's negative TTL (here the zone's 60 s).
+        r = asyncio.run(cached.resolver.lookup("nothing-here.kept.test", "CAA"))
+        assert r.rcode == "NXDOMAIN"
+        assert asyncio.run(cached.resolver.lookup("nothing-here.kept.test", "CAA")).evidence.get("cached")
+    finally:
+        bind.delete("kept.test")
+
+
+def test_cache_ttl_rules() -> None:
+    import dns.message
+    import dns.rrset
+
+    from kakuin.va.resolver import AnswerCache, LookupResult, cache_ttl
+
+    q = dns.message.make_query("a.example.", "CAA")
+    r = dns.message.make_response(q)
+    r.answer.append(dns.rrset.from_text("a.example.", 30, "IN", "CNAME", "b.example."))
+    r.answer.append(dns.rrset.from_text("b.example.", 300, "IN", "CAA", '0 issue "x"'))
+    assert cache_ttl(r) == 30  # the shortest link of the chain
+    neg = dns.message.make_response(q)
+    neg.set_rcode(dns.rcode.NXDOMAIN)
+    neg.authority.append(dns.rrset.from_text("example.", 900, "IN", "SOA", "ns. h. 1 2 3 4 120"))
+    assert cache_ttl(neg) == 120  # RFC 2308: min(SOA TTL, MINIMUM)
+    assert cache_ttl(dns.message.make_response(q)) is None  # NODATA without SOA: not kept
+    c = AnswerCache(max_seconds=10, size=2)
+    res = LookupResult("a.example", "CAA", "NOERROR")
+    c.put(res, 0)
+    assert c.get("a.example", "CAA") is None  # TTL 0: never kept
+    c.put(res, 3600)
+    assert c.get("a.example", "CAA") is res
+    off = AnswerCache(max_seconds=0)
+    off.put(res, 3600)
+    assert off.get("a.example", "CAA") is None

@@ -8,6 +8,14 @@ Every lookup ends as exactly one of
 - ``LookupFailed`` — SERVFAIL, REFUSED, timeout or any other error: the VA does
   not know the answer and must not pretend it does.
 
+Answers to A, AAAA and CAA questions are kept in a small per-process cache for
+their TTL, capped by ``va.dns_cache_seconds`` (negative answers for the SOA's
+negative TTL, RFC 2308 §5), so the CAA climb does not ask for ``ac.jp`` and
+``jp`` on every order (BR 3.2.2.8 lets a CA rely on a CAA answer for its TTL).
+Only answers whose DNSSEC status is settled (secure or insecure, or any when
+``va.dnssec`` is off) are kept; failures never are, and TXT (dns-01) is always
+asked afresh, because the client has usually just published it.
+
 Queries carry EDNS0 with the DO bit set. Every answer carries its DNSSEC status
 (``LookupResult.dnssec``) and every failure the status of its zone
 (``LookupFailed.dnssec``), read from the validating resolver by
@@ -25,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import dns.asyncquery
 import dns.asyncresolver
@@ -128,16 +136,64 @@ def absolute(domain: str) -> dns.name.Name:
     return dns.name.from_text(domain.rstrip(".") + ".")
 
 
+CACHED_TYPES = frozenset({"A", "AAAA", "CAA"})
+
+
+def cache_ttl(msg: dns.message.Message) -> int | None:
+    """Seconds an answer may be kept: the smallest TTL of the answer section, or
+    for NXDOMAIN/NODATA min(SOA TTL, SOA MINIMUM) (RFC 2308 §5); None without a SOA."""
+    if msg.answer and msg.rcode() == dns.rcode.NOERROR:
+        return min(rrset.ttl for rrset in msg.answer)
+    for rrset in msg.authority:
+        if rrset.rdtype == dns.rdatatype.SOA and len(rrset):
+            return min(rrset.ttl, rrset[0].minimum)
+    return None
+
+
+class AnswerCache:
+    """(name, type) → (monotonic expiry, LookupResult); bounded, per process."""
+
+    def __init__(self, max_seconds: float, size: int = 10_000) -> None:
+        self.max_seconds = max_seconds
+        self.size = size
+        self._entries: dict[tuple[str, str], tuple[float, LookupResult]] = {}
+
+    def get(self, name: str, rdtype: str) -> LookupResult | None:
+        hit = self._entries.get((name, rdtype))
+        if hit is None:
+            return None
+        if hit[0] <= time.monotonic():
+            self._entries.pop((name, rdtype), None)
+            return None
+        return hit[1]
+
+    def put(self, result: LookupResult, ttl: int | None) -> None:
+        if ttl is None or self.max_seconds <= 0:
+            return
+        keep = min(float(ttl), self.max_seconds)
+        if keep <= 0:
+            return
+        now = time.monotonic()
+        if len(self._entries) >= self.size:
+            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+            if len(self._entries) >= self.size:
+                self._entries.clear()
+        self._entries[(result.name, result.rdtype)] = (now + keep, result)
+
+
 class Resolver:
     """Asks one configured resolver (or the system's); ``dnssec``: require proof
-    (``va.dnssec``); ``retry_delay``: seconds before the one retry of a failure."""
+    (``va.dnssec``); ``retry_delay``: seconds before the one retry of a failure;
+    ``cache_seconds``: the answer cache's cap (0: none)."""
 
     def __init__(self, inner: dns.asyncresolver.Resolver, *, dnssec: bool = True,
-                 retry_delay: float = 1.0, source: str | None = None) -> None:
+                 retry_delay: float = 1.0, source: str | None = None,
+                 cache_seconds: float = 0.0) -> None:
         self._inner = inner  # holds the nameservers, port, timeout and EDNS settings
         self.dnssec = dnssec
         self.retry_delay = retry_delay
         self.source = source or None  # local address queries are sent from
+        self.cache = AnswerCache(cache_seconds)
 
     @classmethod
     def from_config(cls, config: VAConfig) -> Resolver:
@@ -156,7 +212,7 @@ class Resolver:
         inner.use_edns(0, dns.flags.DO, EDNS_PAYLOAD)
         inner.cache = None
         return cls(inner, dnssec=config.dnssec, retry_delay=config.dnssec_retry_delay,
-                   source=config.source_address or None)
+                   source=config.source_address or None, cache_seconds=config.dns_cache_seconds)
 
     def _servers(self) -> list[tuple[str, int]]:
         out = []
@@ -216,6 +272,11 @@ class Resolver:
 
     async def lookup(self, domain: str, rdtype: str) -> LookupResult:
         name = absolute(domain)
+        cacheable = rdtype in CACHED_TYPES
+        if cacheable:
+            hit = self.cache.get(_text(name), rdtype)
+            if hit is not None:  # the audit record says it was a kept answer
+                return replace(hit, evidence={**hit.evidence, "cached": True})
         msg, reason, retried = await self._ask(name, rdtype)
         if msg is None or msg.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
             seen = await failure_status(self.exchange, name, rdtype, msg, require=self.dnssec)
@@ -231,10 +292,13 @@ class Resolver:
         names = [name] + [rr[0].target for rr in chaining.cnames]
         status, evidence = await answer_status(self.exchange, msg, names, require=self.dnssec)
         records = list(chaining.answer) if chaining.answer is not None else []
-        return LookupResult(
+        result = LookupResult(
             _text(name), rdtype, dns.rcode.to_text(msg.rcode()), records,
             _chain(chaining.cnames), _text(chaining.canonical_name),
             bool(msg.flags & dns.flags.AD), dnssec=status, evidence=evidence)
+        if cacheable and (status in ("secure", "insecure") or not self.dnssec):
+            self.cache.put(result, cache_ttl(msg))
+        return result
 
     async def lookup_addresses(self, domain: str) -> AddressLookup:
         """A then AAAA, each answer and failure kept (for their DNSSEC status)."""
