@@ -5,10 +5,13 @@ same small async client and the same http-01 responder.
     .venv/bin/python bench/acme_load.py -n 200 -c 8 --workers 2 --rounds 3 \
         [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test] [--no-pg] [--no-lint]
 
-Everything listens on 127.0.0.1. Names resolve through pebble-challtestsrv's DNS
-(every A query → 127.0.0.1; no AAAA), used by both CAs (kakuin: va.resolver;
-Pebble: -dnsserver). That DNS does not validate, so kakuin runs with
-``va.dnssec = false`` (its development setting for a non-validating resolver).
+Everything listens on 127.0.0.1. Names resolve through one DNS server used by
+both CAs (kakuin: va.resolver; Pebble: -dnsserver): by default BIND 9 serving
+``jp.`` with 300 s TTLs, as real zones have (every ``*.bench.ac.jp`` → A
+127.0.0.1, no AAAA, no CAA anywhere); ``--dns challtestsrv`` uses
+pebble-challtestsrv instead, whose answers all carry TTL 0 (nothing can be
+cached). Neither validates, so kakuin runs with ``va.dnssec = false`` (its
+development setting for a non-validating resolver).
 kakuin runs as its own `kakuin serve --workers W` with pre-issuance lint on (its
 normal pipeline); its data directory gets `kakuin ocsp refresh` first, so the
 measured runs do not include the one-time signing of every empty CRL shard.
@@ -338,6 +341,8 @@ async def main() -> None:
     ap.add_argument("--no-pg", action="store_true")
     ap.add_argument("--no-sqlite", action="store_true")
     ap.add_argument("--no-lint", action="store_true", help="kakuin with pre-issuance lint off (not a headline)")
+    ap.add_argument("--dns", choices=("bind", "challtestsrv"), default="bind",
+                    help="BIND with 300 s TTLs (default) or pebble-challtestsrv (TTL 0)")
     ap.add_argument("--poll-ms", type=float, default=20.0, help="longest wait between polls (default 20)")
     a = ap.parse_args()
     global POLL_SECONDS
@@ -346,10 +351,20 @@ async def main() -> None:
     dns_port, http01 = free_port(), free_port()
     procs: list[subprocess.Popen[bytes]] = []
     srv = await asyncio.start_server(responder, "127.0.0.1", http01)
-    procs.append(subprocess.Popen(
-        ["pebble-challtestsrv", "-dns01", f"127.0.0.1:{dns_port}", "-defaultIPv4", "127.0.0.1",
-         "-defaultIPv6", "", "-http01", "", "-https01", "", "-tlsalpn01", "",
-         "-management", f"127.0.0.1:{free_port()}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    bind = None
+    if a.dns == "bind":
+        # BIND 9 serving jp. with realistic TTLs: every order's name (a wildcard A,
+        # no AAAA) and the CAA climb's parents (bench.ac.jp, ac.jp, jp: no CAA).
+        sys.path.insert(0, str(ROOT))
+        from tests.bind import BindServer, Zone
+
+        zone = Zone("jp", records=["$TTL 300", "*.bench.ac.jp. IN A 127.0.0.1", "bench.ac.jp. IN A 127.0.0.1"])
+        bind = BindServer(work / "bind", [zone], dns_port).start()
+    else:
+        procs.append(subprocess.Popen(
+            ["pebble-challtestsrv", "-dns01", f"127.0.0.1:{dns_port}", "-defaultIPv4", "127.0.0.1",
+             "-defaultIPv6", "", "-http01", "", "-https01", "", "-tlsalpn01", "",
+             "-management", f"127.0.0.1:{free_port()}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     runs: dict[str, list[dict[str, float]]] = {}
     schema = None
     try:
@@ -387,6 +402,8 @@ async def main() -> None:
             except subprocess.TimeoutExpired:
                 p.kill()
         srv.close()
+        if bind is not None:
+            bind.stop()
         if schema:
             drop_schema(a.pg, schema)
     med = {label: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for label, rs in runs.items()}
