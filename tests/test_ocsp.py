@@ -35,6 +35,16 @@ def request(cert, issuer, alg=None, nonce: bytes | None = None) -> bytes:  # typ
     return b.build().public_bytes(Encoding.DER)
 
 
+def two_certids(single: bytes) -> bytes:
+    """``single`` (a one-CertID OCSPRequest) with its Request twice in requestList."""
+    from kakuin.ca.der import read_tlv, tlv
+
+    _, s0, _ = read_tlv(single, 0)  # OCSPRequest
+    _, s1, _ = read_tlv(single, s0)  # TBSRequest
+    _, s2, e2 = read_tlv(single, s1)  # requestList
+    return tlv(0x30, tlv(0x30, tlv(0x30, single[s2:e2] * 2)))
+
+
 def lint(der: bytes, tmp: Path) -> None:
     p = tmp / "resp.der"
     p.write_bytes(der)
@@ -114,7 +124,7 @@ async def test_malformed_requests_never_500(ctx) -> None:  # type: ignore[no-unt
     unknown_alg = good.replace(sha1_alg, bytes.fromhex("06082a864886f70d0202")).replace(
         b"\x30\x09\x06\x08", b"\x30\x0c\x06\x08")
     bodies = [b"garbage", good[: len(good) // 2], b"", b"\x30\x00", b"\x30\x82\xff\xff", unknown_alg,
-              good + b"trailing"]
+              good + b"trailing", two_certids(good)]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(ctx)), base_url="http://t") as c:
         for body in bodies:
             r = await c.post("/ocsp", content=body)

@@ -21,7 +21,7 @@ from kakuin.ra.revocation import KEY_COMPROMISE
 from kakuin.status.ocsp_front import MAX_OCSP_REQUEST, OCSPFront
 from kakuin.status.ocsp_server import OCSPServer
 from tests.status_helpers import issue_dv
-from tests.test_ocsp import request
+from tests.test_ocsp import request, two_certids
 
 MALFORMED = ocsp.OCSPResponseStatus.MALFORMED_REQUEST
 
@@ -142,8 +142,9 @@ async def test_malformed_ocsp_requests(ctx, lean) -> None:  # type: ignore[no-un
         b"\x30\x00",
         b"\x30\x82\xff\xff",
         good + b"trailing",
-        request(issued.certificate, issued.chain[0], nonce=b"\x42" * 33),
-    ]  # RFC 8954 §2.1
+        request(issued.certificate, issued.chain[0], nonce=b"\x42" * 33),  # RFC 8954 §2.1
+        two_certids(good),
+    ]
     raw = b"".join(post(b) for b in bodies)
     paths = ["/ocsp/%%%", "/ocsp/not-base64!", "/ocsp/" + base64.b64encode(b"garbage").decode(), "/ocsp", "/ocsp/"]
     raw += b"".join(get(p) for p in paths)

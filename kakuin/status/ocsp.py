@@ -21,6 +21,16 @@ the CRL, BR 7.2.2) for our certificates, unknown for a serial we never issued
 (BR 4.9.10: never "good" for an unused serial), and the error statuses
 malformedRequest (cannot be parsed, several CertIDs, unknown hash algorithm)
 and unauthorized (the issuer is not one of ours).
+
+Several CertIDs in one request: RFC 6960 §4.1.1 allows a requestList of many,
+answered by as many SingleResponses (§4.2.1), but RFC 5019 §2.1.1 (and its
+update, draft-ietf-lamps-rfc5019bis) says clients MUST send only one, and
+browsers and openssl's default do. Boulder parses with Go's x/crypto/ocsp
+``ParseRequest``, which reads the first CertID and ignores the rest; answering
+the first only would send a response that does not cover what was asked, so we
+refuse the request with malformedRequest instead. Supporting them would mean
+signing a multi-response on demand (no pre-signed response fits); not worth it
+without a client that needs it.
 """
 
 from __future__ import annotations
@@ -282,7 +292,8 @@ class OCSPService:
             for ext in req.extensions:
                 if isinstance(ext.value, x509.OCSPNonce):
                     nonce = ext.value.nonce
-        except (ValueError, UnsupportedAlgorithm, TypeError):
+        except (ValueError, UnsupportedAlgorithm, TypeError, NotImplementedError):
+            # NotImplementedError: cryptography refuses several CertIDs that way
             return Answer(MALFORMED_REQUEST)
         if alg not in HASHES:
             return Answer(MALFORMED_REQUEST)

@@ -53,11 +53,15 @@ class OCSPFront:
         fresh in-memory hit), or None: then call ``slow`` off the event loop."""
         if not body:
             return MALFORMED
-        parsed = self.service.parse(body)
-        if isinstance(parsed, Answer):
-            return parsed
-        key, nonce = parsed
-        return self.service.cached(key) if nonce is None else None
+        try:
+            parsed = self.service.parse(body)
+            if isinstance(parsed, Answer):
+                return parsed
+            key, nonce = parsed
+            return self.service.cached(key) if nonce is None else None
+        except Exception:  # never a 500 (main port) or a 400 and a closed connection (lean listener)
+            log.exception("OCSP request failed")
+            return Answer(INTERNAL_ERROR)
 
     def slow(self, body: bytes) -> Answer:
         """The full path (database, signing); never raises."""
