@@ -32,6 +32,7 @@ from kakuin.errors import KakuinError
 
 if TYPE_CHECKING:
     from kakuin.context import Context
+    from kakuin.status.ocsp_server import OCSPServer
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,19 @@ def uvicorn_config(app: Any, **kwargs: Any) -> uvicorn.Config:
     return uvicorn.Config(app, loop="uvloop", http="httptools", access_log=False, log_level="warning", **kwargs)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server; its shutdown (SIGTERM, SIGINT) also closes the lean OCSP
+    listener, letting answers in flight go out, before uvicorn re-raises the
+    signal that stopped it."""
+
+    ocsp: OCSPServer | None = None
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.ocsp is not None:
+            await self.ocsp.close()
+        await super().shutdown(sockets=sockets)
+
+
 def serve_app(ctx: Context, host: str, port: int, ocsp_port: int = 0, *, reuse_port: bool = False) -> None:
     """Serve the app of ``ctx`` on host:port and, when ``ocsp_port`` is set, the
     lean OCSP listener (``status.ocsp_server``) on host:ocsp_port, in one event
@@ -63,18 +77,17 @@ def serve_app(ctx: Context, host: str, port: int, ocsp_port: int = 0, *, reuse_p
     from kakuin.status.ocsp_server import OCSPServer
 
     config = uvicorn_config(create_app(ctx), host=host, port=port)
-    server = uvicorn.Server(config)
+    server = _Server(config)
 
     async def main() -> None:
-        ocsp = None
         if ocsp_port:
-            ocsp = OCSPServer(OCSPFront(ctx.ocsp, ctx.clock))
-            await ocsp.start(_listen(host, ocsp_port))
+            server.ocsp = OCSPServer(OCSPFront(ctx.ocsp, ctx.clock))
+            await server.ocsp.start(_listen(host, ocsp_port))
         try:
             await server.serve(sockets=[_listen(host, port)] if reuse_port else None)
         finally:
-            if ocsp is not None:
-                await ocsp.close()
+            if server.ocsp is not None:
+                await server.ocsp.close()
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main())

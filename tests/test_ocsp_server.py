@@ -180,6 +180,10 @@ async def test_malformed_http(ctx, lean) -> None:  # type: ignore[no-untyped-def
     assert status == 200 and headers["connection"] == "close" and closed
     [(status, _, _)], closed = await exchange(lean, post(good, extra=b"Connection: close\r\n") + post(good))
     assert status == 200 and closed
+    # HTTP/1.0 with keep-alive: told so, and kept
+    keep = b"GET /ocsp/%s HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" % b64url(good).encode()
+    responses, closed = await exchange(lean, keep * 2, 2)
+    assert [r[1]["connection"] for r in responses] == ["keep-alive"] * 2 and not closed
 
 
 @pytest.mark.anyio

@@ -70,14 +70,16 @@ class OCSPServer:
         self._sweeper = loop.create_task(self._sweep())
 
     async def close(self) -> None:
+        """Stop listening; close idle connections now, busy ones after their answers."""
+        server, self._server = self._server, None
         if self._sweeper is not None:
             self._sweeper.cancel()
-        if self._server is not None:
-            self._server.close()
+        if server is not None:
+            server.close()
         for conn in list(self.connections):
             conn.close_when_done()
-        if self._server is not None:
-            await self._server.wait_closed()
+        if server is not None:
+            await server.wait_closed()
 
     async def _sweep(self) -> None:
         while True:
@@ -89,12 +91,12 @@ class OCSPServer:
                 if now - conn.last > IDLE_TIMEOUT or (conn.begun and now - conn.begun > REQUEST_TIMEOUT):
                     conn.abort()
 
-    def render(self, answer: Answer, head: bool, close: bool) -> bytes:
+    def render(self, answer: Answer, head: bool, connection: bytes = b"") -> bytes:
         """The whole HTTP response; built once per answer and second (Date and
-        max-age move with the clock)."""
+        max-age move with the clock). ``connection``: the Connection header, if any."""
         now = self.front.clock.now().timestamp()
         second = int(now)
-        reuse = answer.cacheable and not head and not close
+        reuse = answer.cacheable and not head and not connection
         if reuse:
             hit = self._rendered.get(answer.etag)
             if hit is not None and hit[0] == second:
@@ -102,8 +104,8 @@ class OCSPServer:
         lines = [b"HTTP/1.1 200 OK", b"content-type: " + CONTENT_TYPE, b"content-length: %d" % len(answer.der)]
         lines += [name + b": " + value for name, value in self.front.cache_headers(answer, now)]
         lines.append(b"date: " + self._http_date(second))
-        if close:
-            lines.append(b"connection: close")
+        if connection:
+            lines.append(b"connection: " + connection)
         data = b"\r\n".join(lines) + b"\r\n\r\n" + (b"" if head else answer.der)
         if reuse:
             if len(self._rendered) > 100_000:
@@ -116,7 +118,7 @@ class OCSPServer:
             self._date = (second, email.utils.formatdate(second, usegmt=True).encode())
         return self._date[1]
 
-    def problem(self, status: int, detail: str, close: bool, extra: bytes = b"") -> bytes:
+    def problem(self, status: int, detail: str, connection: bytes = b"close", extra: bytes = b"") -> bytes:
         body = json.dumps({"type": "about:blank", "status": status, "detail": detail}).encode()
         head = b"HTTP/1.1 %d %s\r\ncontent-type: application/problem+json\r\ncontent-length: %d\r\n%s" % (
             status,
@@ -124,8 +126,8 @@ class OCSPServer:
             len(body),
             extra,
         )
-        if close:
-            head += b"connection: close\r\n"
+        if connection:
+            head += b"connection: " + connection + b"\r\n"
         return head + b"date: " + self._http_date(int(self.front.clock.now().timestamp())) + b"\r\n\r\n" + body
 
 
@@ -168,9 +170,9 @@ class OCSPProtocol(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._reply(self.server.problem(400, "no protocol upgrade here", True), True)
+            self._reply(self.server.problem(400, "no protocol upgrade here"), True)
         except httptools.HttpParserError:
-            self._reply(self.server.problem(400, "not a valid HTTP/1.1 request", True), True)
+            self._reply(self.server.problem(400, "not a valid HTTP/1.1 request"), True)
 
     def pause_writing(self) -> None:
         if self.transport is not None:
@@ -190,14 +192,14 @@ class OCSPProtocol(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self.url += url
         if len(self.url) > MAX_URL and not self.closing:
-            self._reply(self.server.problem(414, f"a URL is at most {MAX_URL} bytes", True), True)
+            self._reply(self.server.problem(414, f"a URL is at most {MAX_URL} bytes"), True)
 
     def on_body(self, body: bytes) -> None:
         if self.closing:
             return
         if len(self.body) + len(body) > MAX_OCSP_REQUEST:
             # answer now and close: the rest of an oversized body is never read
-            self._reply(self.server.problem(413, f"an OCSP request is at most {MAX_OCSP_REQUEST} bytes", True), True)
+            self._reply(self.server.problem(413, f"an OCSP request is at most {MAX_OCSP_REQUEST} bytes"), True)
             return
         self.body += body
 
@@ -206,10 +208,12 @@ class OCSPProtocol(asyncio.Protocol):
         if self.closing:
             return
         close = not self.parser.should_keep_alive()
+        # an HTTP/1.0 client keeps the connection only when told so
+        connection = b"close" if close else b"keep-alive" if self.parser.get_http_version() == "1.0" else b""
         method = self.parser.get_method()
         path = self.url.partition(b"?")[0]
         if not (path.startswith(b"/ocsp") and (len(path) == 5 or path[5] == 0x2F)):
-            self._reply(self.server.problem(404, "only OCSP is served here: /ocsp", close), close)
+            self._reply(self.server.problem(404, "only OCSP is served here: /ocsp", connection), close)
             return
         if method == b"POST":
             body = self.body
@@ -220,7 +224,7 @@ class OCSPProtocol(asyncio.Protocol):
             problem = self.server.problem(
                 405,
                 f"method {method.decode('latin-1')} not allowed: use GET or POST",
-                close,
+                connection,
                 b"allow: " + ALLOWED_METHODS + b"\r\n",
             )
             self._reply(problem, close)
@@ -228,7 +232,7 @@ class OCSPProtocol(asyncio.Protocol):
         head = method == b"HEAD"
         answer = self.front.fast(body)
         if answer is not None:
-            self._reply(self.server.render(answer, head, close), close)
+            self._reply(self.server.render(answer, head, connection), close)
             return
         slot: list[bytes | bool | None] = [None, close]
         self.queue.append(slot)
@@ -238,13 +242,15 @@ class OCSPProtocol(asyncio.Protocol):
             self.paused = True
             self.transport.pause_reading()
         future = self.server.loop.run_in_executor(None, self.front.slow, body)
-        future.add_done_callback(lambda f: self._signed(slot, f, head, close))
+        future.add_done_callback(lambda f: self._signed(slot, f, head, connection))
 
     # -- responses ---------------------------------------------------------
-    def _signed(self, slot: list[bytes | bool | None], future: asyncio.Future[Answer], head: bool, close: bool) -> None:
+    def _signed(
+        self, slot: list[bytes | bool | None], future: asyncio.Future[Answer], head: bool, connection: bytes
+    ) -> None:
         if self.transport is None:
             return
-        slot[0] = self.server.render(future.result(), head, close)
+        slot[0] = self.server.render(future.result(), head, connection)
         self._flush()
 
     def _reply(self, data: bytes, close: bool) -> None:
