@@ -82,36 +82,57 @@ def setup(base: Path) -> dict[str, Path]:
     ctx = Context.open(d)
     ctx.hierarchy().ensure()
     key = rsa.generate_private_key(65537, 2048)
-    issued = ctx.issuance.issue(IssueRequest(profile="server-dv", public_key=key.public_key(),
-                                             subject=ov_name(cn="bench.example.ac.jp"),
-                                             dns_names=("bench.example.ac.jp",)))
+    issued = ctx.issuance.issue(
+        IssueRequest(
+            profile="server-dv",
+            public_key=key.public_key(),
+            subject=ov_name(cn="bench.example.ac.jp"),
+            dns_names=("bench.example.ac.jp",),
+        )
+    )
     assert issued.issuer_slug == "tls-rsa-g1"
     refresh_once(ctx)
     leaf, inter = issued.certificate, issued.chain[0]
     pem = serialization.Encoding.PEM
-    files = {"leaf": base / "leaf.pem", "inter": base / "inter.pem", "resp": base / "resp.pem",
-             "rkey": base / "resp.key", "index": base / "index.txt", "req": base / "req.der", "data": d}
+    files = {
+        "leaf": base / "leaf.pem",
+        "inter": base / "inter.pem",
+        "resp": base / "resp.pem",
+        "rkey": base / "resp.key",
+        "index": base / "index.txt",
+        "req": base / "req.der",
+        "data": d,
+    }
     files["leaf"].write_bytes(leaf.public_bytes(pem))
     files["inter"].write_bytes(inter.public_bytes(pem))
     with ctx.db.session() as s:
-        ca_id = next(r.issuer_id for r in OCSPRepo(s).responders()
-                     if r.issuer_id == ctx.ocsp.responders.current(r.issuer_id).issuer.id
-                     and ctx.ocsp.responders.current(r.issuer_id).issuer.slug == "tls-rsa-g1")
+        ca_id = next(
+            r.issuer_id
+            for r in OCSPRepo(s).responders()
+            if r.issuer_id == ctx.ocsp.responders.current(r.issuer_id).issuer.id
+            and ctx.ocsp.responders.current(r.issuer_id).issuer.slug == "tls-rsa-g1"
+        )
         row = OCSPRepo(s).current_responder(ca_id)
     assert row is not None
-    files["resp"].write_bytes(row.der and __import__("cryptography.x509", fromlist=["x"]).load_der_x509_certificate(
-        row.der).public_bytes(pem))
+    files["resp"].write_bytes(
+        row.der and __import__("cryptography.x509", fromlist=["x"]).load_der_x509_certificate(row.der).public_bytes(pem)
+    )
     signer = ctx.keys.signer(KeyRef(row.key_backend, row.key_label, KeyType(row.key_type)))
     assert signer.private_key is not None
-    files["rkey"].write_bytes(signer.private_key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                                               serialization.NoEncryption()))
+    files["rkey"].write_bytes(
+        signer.private_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     serial = format(leaf.serial_number, "X")
     serial = "0" + serial if len(serial) % 2 else serial
     exp = leaf.not_valid_after_utc.astimezone(dt.UTC).strftime("%y%m%d%H%M%SZ")
     files["index"].write_text(f"V\t{exp}\t\t{serial}\tunknown\t/CN=bench.example.ac.jp\n")
     (base / "index.txt.attr").write_text("unique_subject = no\n")
-    files["req"].write_bytes(ocsp.OCSPRequestBuilder().add_certificate(leaf, inter, hashes.SHA1()).build()
-                             .public_bytes(serialization.Encoding.DER))
+    files["req"].write_bytes(
+        ocsp.OCSPRequestBuilder()
+        .add_certificate(leaf, inter, hashes.SHA1())
+        .build()
+        .public_bytes(serialization.Encoding.DER)
+    )
     ctx.db.dispose()
     return files
 
@@ -131,8 +152,11 @@ def lua(base: Path, req: Path, *, method: str, delay_ms: int = 0) -> Path:
 
 
 def wrk(url: str, script: Path, conns: int, duration: int) -> dict[str, float | str]:
-    res = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", "-s", str(script), url],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+    )
     out = res.stdout
 
     def lat(p: str) -> float:
@@ -144,19 +168,53 @@ def wrk(url: str, script: Path, conns: int, duration: int) -> dict[str, float | 
 
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     errors = re.search(r"Socket errors:.*|Non-2xx.*", out)
-    return {"rps": float(rps.group(1)) if rps else 0.0, "p50": lat("50"), "p99": lat("99"),
-            "errors": errors.group(0) if errors else ""}
+    return {
+        "rps": float(rps.group(1)) if rps else 0.0,
+        "p50": lat("50"),
+        "p99": lat("99"),
+        "errors": errors.group(0) if errors else "",
+    }
 
 
 def check(url: str, files: dict[str, Path]) -> None:
-    res = subprocess.run(["openssl", "ocsp", "-issuer", str(files["inter"]), "-cert", str(files["leaf"]),
-                          "-url", url, "-VAfile", str(files["resp"]), "-no_nonce"], capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            "openssl",
+            "ocsp",
+            "-issuer",
+            str(files["inter"]),
+            "-cert",
+            str(files["leaf"]),
+            "-url",
+            url,
+            "-VAfile",
+            str(files["resp"]),
+            "-no_nonce",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert ": good" in res.stdout, res.stdout + res.stderr
 
 
 def openssl_cmd(files: dict[str, Path], port: int, *extra: str) -> list[str]:
-    return ["openssl", "ocsp", "-index", str(files["index"]), "-port", str(port), "-rsigner", str(files["resp"]),
-            "-rkey", str(files["rkey"]), "-CA", str(files["inter"]), "-nmin", "60", *extra]
+    return [
+        "openssl",
+        "ocsp",
+        "-index",
+        str(files["index"]),
+        "-port",
+        str(port),
+        "-rsigner",
+        str(files["resp"]),
+        "-rkey",
+        str(files["rkey"]),
+        "-CA",
+        str(files["inter"]),
+        "-nmin",
+        "60",
+        *extra,
+    ]
 
 
 def median(values: list[float]) -> float:
@@ -182,13 +240,16 @@ def main() -> None:
 
     def row(rnd: int, name: str, load: str, r: dict[str, float | str]) -> None:
         results.setdefault((name, load), []).append(r)
-        print(f"| {rnd} | {name} | {load} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} |",
-              flush=True)
+        print(
+            f"| {rnd} | {name} | {load} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} |",
+            flush=True,
+        )
 
     try:
         port = free_port()
-        p = subprocess.Popen(openssl_cmd(files, port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             process_group=0)
+        p = subprocess.Popen(
+            openssl_cmd(files, port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0
+        )
         time.sleep(1.0)
         check(f"http://127.0.0.1:{port}", files)  # same answer as kakuin's
         os.killpg(p.pid, signal.SIGKILL)
@@ -199,14 +260,22 @@ def main() -> None:
             # fresh `openssl ocsp` process; its best of several connection counts.
             for load, conns, delay in loads:
                 best: dict[str, float | str] = {"rps": 0.0}
-                for c in ((1, 2, 4, 8, 32) if not delay else (conns,)):
+                for c in (1, 2, 4, 8, 32) if not delay else (conns,):
                     port = free_port()
-                    p = subprocess.Popen(openssl_cmd(files, port, "-multi", "2", "-timeout", "2"),
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0)
+                    p = subprocess.Popen(
+                        openssl_cmd(files, port, "-multi", "2", "-timeout", "2"),
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        process_group=0,
+                    )
                     # no probe connection: a closed connection is what makes it spin
                     time.sleep(1.0)
-                    r = wrk(f"http://127.0.0.1:{port}/", lua(base, files["req"], method="POST", delay_ms=delay), c,
-                            args.duration)
+                    r = wrk(
+                        f"http://127.0.0.1:{port}/",
+                        lua(base, files["req"], method="POST", delay_ms=delay),
+                        c,
+                        args.duration,
+                    )
                     r["errors"] = f"{c} conns; {r['errors']}"
                     # -multi forks children that keep spinning after the parent dies (openssl
                     # sets its own process group, so a new session would make it exit):
@@ -223,15 +292,21 @@ def main() -> None:
                 # --workers one shared socket let a single worker take them all.
                 # --ocsp-port: each worker also runs the lean OCSP listener.
                 env = dict(os.environ, KAKUIN_DATA_DIR=str(files["data"]), KAKUIN_LISTEN=f"127.0.0.1:{port}")
-                p = subprocess.Popen([sys.executable, "-m", "kakuin", "serve", "--workers", str(w),
-                                      "--ocsp-port", str(lean_port)], env=env, cwd=ROOT,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                p = subprocess.Popen(
+                    [sys.executable, "-m", "kakuin", "serve", "--workers", str(w), "--ocsp-port", str(lean_port)],
+                    env=env,
+                    cwd=ROOT,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
                 procs.append(p)
                 wait_port(port, p)
                 wait_port(lean_port, p)
                 time.sleep(2)
-                for name, url in ((f"kakuin serve --workers {w}, /ocsp on listen", f"http://127.0.0.1:{port}/ocsp"),
-                                  (f"kakuin serve --workers {w}, --ocsp-port", f"http://127.0.0.1:{lean_port}/ocsp")):
+                for name, url in (
+                    (f"kakuin serve --workers {w}, /ocsp on listen", f"http://127.0.0.1:{port}/ocsp"),
+                    (f"kakuin serve --workers {w}, --ocsp-port", f"http://127.0.0.1:{lean_port}/ocsp"),
+                ):
                     check(url, files)
                     for method in ("POST", "GET"):
                         wrk(url, lua(base, files["req"], method=method), 4, 2)  # warm up
@@ -258,8 +333,10 @@ def main() -> None:
         rps = [float(r["rps"]) for r in rs]
         ratios = [a / b for a, b in zip(rps, ref, strict=False) if b] if load == loads[0][0] else []
         ratio = f"{median(ratios):.1f}x, {min(ratios):.1f}x" if ratios and not name.startswith("openssl") else ""
-        print(f"| {name} | {load} | {median(rps):,.0f} | {median([float(r['p50']) for r in rs]):.2f} | "
-              f"{median([float(r['p99']) for r in rs]):.2f} | {ratio} |")
+        print(
+            f"| {name} | {load} | {median(rps):,.0f} | {median([float(r['p50']) for r in rs]):.2f} | "
+            f"{median([float(r['p99']) for r in rs]):.2f} | {ratio} |"
+        )
 
 
 if __name__ == "__main__":

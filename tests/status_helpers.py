@@ -30,8 +30,9 @@ def tool(name: str) -> str:
 
 def issue_dv(ctx: Context, name: str = "www.example.ac.jp", key=None) -> Issued:  # type: ignore[no-untyped-def]
     key = key or ec_key()
-    return ctx.issuance.issue(IssueRequest(profile="server-dv", public_key=key.public_key(),
-                                           subject=ov_name(cn=name), dns_names=(name,)))
+    return ctx.issuance.issue(
+        IssueRequest(profile="server-dv", public_key=key.public_key(), subject=ov_name(cn=name), dns_names=(name,))
+    )
 
 
 def pem(cert: x509.Certificate) -> bytes:
@@ -53,8 +54,9 @@ def kakuin_env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 
 def kakuin(data_dir: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([tool("kakuin"), *args], capture_output=True, text=True,
-                          env=kakuin_env(data_dir, **extra), timeout=120)
+    return subprocess.run(
+        [tool("kakuin"), *args], capture_output=True, text=True, env=kakuin_env(data_dir, **extra), timeout=120
+    )
 
 
 class Server:
@@ -64,8 +66,11 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [tool("kakuin"), "serve", *args], env=kakuin_env(data_dir, KAKUIN_LISTEN=f"127.0.0.1:{self.port}"),
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            [tool("kakuin"), "serve", *args],
+            env=kakuin_env(data_dir, KAKUIN_LISTEN=f"127.0.0.1:{self.port}"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -88,8 +88,12 @@ async def test_good_revoked_unknown_and_lint(ctx, tmp_path) -> None:  # type: ig
         assert resp.revocation_reason == x509.ReasonFlags.key_compromise and resp.revocation_time_utc
         lint(r.content, tmp_path)
         # unknown serial of our issuer
-        fake = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
-            resp.issuer_name_hash, resp.issuer_key_hash, 0x1234567, hashes.SHA1()).build().public_bytes(Encoding.DER)
+        fake = (
+            ocsp.OCSPRequestBuilder()
+            .add_certificate_by_hash(resp.issuer_name_hash, resp.issuer_key_hash, 0x1234567, hashes.SHA1())
+            .build()
+            .public_bytes(Encoding.DER)
+        )
         r = await c.post("/ocsp", content=fake)
         resp = ocsp.load_der_ocsp_response(r.content)
         assert resp.certificate_status == ocsp.OCSPCertStatus.UNKNOWN
@@ -122,20 +126,31 @@ async def test_malformed_requests_never_500(ctx) -> None:  # type: ignore[no-unt
     sha1_alg = bytes.fromhex("06052b0e03021a")
     assert sha1_alg in good
     unknown_alg = good.replace(sha1_alg, bytes.fromhex("06082a864886f70d0202")).replace(
-        b"\x30\x09\x06\x08", b"\x30\x0c\x06\x08")
-    bodies = [b"garbage", good[: len(good) // 2], b"", b"\x30\x00", b"\x30\x82\xff\xff", unknown_alg,
-              good + b"trailing", two_certids(good)]
+        b"\x30\x09\x06\x08", b"\x30\x0c\x06\x08"
+    )
+    bodies = [
+        b"garbage",
+        good[: len(good) // 2],
+        b"",
+        b"\x30\x00",
+        b"\x30\x82\xff\xff",
+        unknown_alg,
+        good + b"trailing",
+        two_certids(good),
+    ]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(ctx)), base_url="http://t") as c:
         for body in bodies:
             r = await c.post("/ocsp", content=body)
             assert r.status_code == 200, body
-            assert ocsp.load_der_ocsp_response(r.content).response_status == \
-                ocsp.OCSPResponseStatus.MALFORMED_REQUEST, body
+            assert (
+                ocsp.load_der_ocsp_response(r.content).response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+            ), body
         for path in ("/ocsp/%%%", "/ocsp/not-base64!", "/ocsp/" + base64.b64encode(b"garbage").decode(), "/ocsp"):
             r = await c.get(path)
             assert r.status_code == 200
-            assert ocsp.load_der_ocsp_response(r.content).response_status == \
-                ocsp.OCSPResponseStatus.MALFORMED_REQUEST, path
+            assert (
+                ocsp.load_der_ocsp_response(r.content).response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+            ), path
         r = await c.put("/ocsp", content=good)
         assert r.status_code == 405 and r.headers["content-type"] == "application/problem+json"
         assert "POST" in r.headers["allow"]
@@ -161,9 +176,16 @@ async def test_issuer_not_ours_is_unauthorized(ctx) -> None:  # type: ignore[no-
     import datetime as dt
 
     now = dt.datetime.now(dt.UTC)
-    foreign = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-               .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
-               .sign(key, hashes.SHA256()))
+    foreign = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(ctx)), base_url="http://t") as c:
         r = await c.post("/ocsp", content=request(foreign, foreign))
         assert ocsp.load_der_ocsp_response(r.content).response_status == ocsp.OCSPResponseStatus.UNAUTHORIZED
@@ -185,8 +207,12 @@ def test_responder_renewed_before_expiry(ctx) -> None:  # type: ignore[no-untype
 
     issued = issue_dv(ctx)
     with ctx.db.session() as s:
-        issuer_id = __import__("kakuin.store.repos", fromlist=["CertificateRepo"]).CertificateRepo(s).by_serial(
-            issued.serial).issuer_id
+        issuer_id = (
+            __import__("kakuin.store.repos", fromlist=["CertificateRepo"])
+            .CertificateRepo(s)
+            .by_serial(issued.serial)
+            .issuer_id
+        )
     first = ctx.ocsp.responders.current(issuer_id)
     assert ctx.ocsp.responders.current(issuer_id).generation == first.generation
     ctx.clock.advance(dt.timedelta(days=21))  # under a third of 30 days left

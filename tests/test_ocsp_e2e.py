@@ -18,8 +18,12 @@ from tests.status_helpers import Server, issue_dv, kakuin, pem, tool
 
 
 def openssl_ocsp(url: str, issuer: Path, *args: str) -> str:
-    res = subprocess.run([tool("openssl"), "ocsp", "-issuer", str(issuer), "-url", url, *args],
-                         capture_output=True, text=True, timeout=30)
+    res = subprocess.run(
+        [tool("openssl"), "ocsp", "-issuer", str(issuer), "-url", url, *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     return res.stdout + res.stderr
 
 
@@ -39,8 +43,19 @@ def test_openssl_ocsp_good_revoked_unknown(make_ctx, tmp_path) -> None:  # type:
         assert "Response verify OK" in text and f"{leaf}: good" in text, text
         # without a nonce: the pre-signed, cacheable response (GET as browsers do)
         respout = tmp_path / "resp.der"
-        text = openssl_ocsp(url, inter, "-cert", str(leaf), "-CAfile", str(roots), "-no_nonce", "-reqout",
-                            str(tmp_path / "req.der"), "-respout", str(respout))
+        text = openssl_ocsp(
+            url,
+            inter,
+            "-cert",
+            str(leaf),
+            "-CAfile",
+            str(roots),
+            "-no_nonce",
+            "-reqout",
+            str(tmp_path / "req.der"),
+            "-respout",
+            str(respout),
+        )
         assert "Response verify OK" in text and f"{leaf}: good" in text, text
         # -VAfile: trust the delegated responder certificate itself
         [responder] = ocsp.load_der_ocsp_response(respout.read_bytes()).certificates

@@ -87,14 +87,18 @@ class OCSPEndpoint:
                 return
             body = body_or_none
         else:
-            await self._problem(send, 405, f"method {method} not allowed: use GET or POST",
-                                extra=[(b"allow", ALLOWED_METHODS)])
+            await self._problem(
+                send, 405, f"method {method} not allowed: use GET or POST", extra=[(b"allow", ALLOWED_METHODS)]
+            )
             return
         answer = self.front.fast(body)
         if answer is None:
             answer = await to_thread.run_sync(self.front.slow, body)
-        headers = [(b"content-type", CONTENT_TYPE), (b"content-length", b"%d" % len(answer.der)),
-                   *self.front.cache_headers(answer, self.clock.now().timestamp())]
+        headers = [
+            (b"content-type", CONTENT_TYPE),
+            (b"content-length", b"%d" % len(answer.der)),
+            *self.front.cache_headers(answer, self.clock.now().timestamp()),
+        ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else answer.der})
 
@@ -123,11 +127,15 @@ class OCSPEndpoint:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _problem(self, send: Send, status: int, detail: str,
-                       extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    async def _problem(
+        self, send: Send, status: int, detail: str, extra: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         body = json.dumps({"type": "about:blank", "status": status, "detail": detail}).encode()
-        headers = [(b"content-type", b"application/problem+json"),
-                   (b"content-length", str(len(body)).encode()), *(extra or [])]
+        headers = [
+            (b"content-type", b"application/problem+json"),
+            (b"content-length", str(len(body)).encode()),
+            *(extra or []),
+        ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -163,8 +171,7 @@ def status_routes(ctx: Context, endpoint: OCSPEndpoint | None = None) -> list[Ba
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
         # RFC 5280 §4.2.1.13: DER, application/pkix-crl
-        return Response(b"" if request.method == "HEAD" else der, media_type="application/pkix-crl",
-                        headers=headers)
+        return Response(b"" if request.method == "HEAD" else der, media_type="application/pkix-crl", headers=headers)
 
     endpoint = endpoint or OCSPEndpoint(ctx.ocsp, ctx.clock)
     return [

@@ -75,10 +75,16 @@ PARSED_MAX = 65_536
 PARSED_MAX_BYTES = 256
 
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {"sha1": hashes.SHA1, "sha256": hashes.SHA256}
-_REASONS = {1: x509.ReasonFlags.key_compromise, 2: x509.ReasonFlags.ca_compromise,
-            3: x509.ReasonFlags.affiliation_changed, 4: x509.ReasonFlags.superseded,
-            5: x509.ReasonFlags.cessation_of_operation, 6: x509.ReasonFlags.certificate_hold,
-            9: x509.ReasonFlags.privilege_withdrawn, 10: x509.ReasonFlags.aa_compromise}
+_REASONS = {
+    1: x509.ReasonFlags.key_compromise,
+    2: x509.ReasonFlags.ca_compromise,
+    3: x509.ReasonFlags.affiliation_changed,
+    4: x509.ReasonFlags.superseded,
+    5: x509.ReasonFlags.cessation_of_operation,
+    6: x509.ReasonFlags.certificate_hold,
+    9: x509.ReasonFlags.privilege_withdrawn,
+    10: x509.ReasonFlags.aa_compromise,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +153,17 @@ def resign(response: bytes, responder: LoadedResponder) -> bytes:
 
 
 class OCSPService:
-    def __init__(self, db: Database, responders: ResponderService, clock: Clock, *,
-                 linter: CertificateLinter | None = None, echo_nonce: bool = True,
-                 cache_size: int = 100_000, cache_ttl: float = 10.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        responders: ResponderService,
+        clock: Clock,
+        *,
+        linter: CertificateLinter | None = None,
+        echo_nonce: bool = True,
+        cache_size: int = 100_000,
+        cache_ttl: float = 10.0,
+    ) -> None:
         self.db = db
         self.responders = responders
         self.clock = clock
@@ -191,8 +205,7 @@ class OCSPService:
         return found
 
     # -- signing -----------------------------------------------------------
-    def sign(self, issuer_id: int, serial: int, alg: str, status: Status,
-             nonce: bytes | None = None) -> Answer:
+    def sign(self, issuer_id: int, serial: int, alg: str, status: Status, nonce: bytes | None = None) -> Answer:
         """Sign one response now."""
         if not self._issuer_hashes:
             self._load_issuers()
@@ -200,16 +213,28 @@ class OCSPService:
         name_hash, key_hash = self._issuer_hashes[(issuer_id, alg)]
         now = self.clock.now().astimezone(UTC).replace(microsecond=0)
         next_update = min(now + RESPONSE_VALIDITY, responder.not_after)
-        cert_status = {"good": ocsp.OCSPCertStatus.GOOD, "revoked": ocsp.OCSPCertStatus.REVOKED,
-                       "unknown": ocsp.OCSPCertStatus.UNKNOWN}[status.state]
-        builder = ocsp.OCSPResponseBuilder().add_response_by_hash(
-            issuer_name_hash=name_hash, issuer_key_hash=key_hash, serial_number=serial,
-            algorithm=HASHES[alg](), cert_status=cert_status, this_update=now, next_update=next_update,
-            revocation_time=status.revoked_at.replace(microsecond=0) if status.revoked_at else None,
-            # BR 7.2.2 / 7.3: as in the CRL, no reason for unspecified
-            revocation_reason=_REASONS.get(status.reason or 0),
-        ).responder_id(ocsp.OCSPResponderEncoding.HASH, responder.certificate).certificates(
-            [responder.certificate])
+        cert_status = {
+            "good": ocsp.OCSPCertStatus.GOOD,
+            "revoked": ocsp.OCSPCertStatus.REVOKED,
+            "unknown": ocsp.OCSPCertStatus.UNKNOWN,
+        }[status.state]
+        builder = (
+            ocsp.OCSPResponseBuilder()
+            .add_response_by_hash(
+                issuer_name_hash=name_hash,
+                issuer_key_hash=key_hash,
+                serial_number=serial,
+                algorithm=HASHES[alg](),
+                cert_status=cert_status,
+                this_update=now,
+                next_update=next_update,
+                revocation_time=status.revoked_at.replace(microsecond=0) if status.revoked_at else None,
+                # BR 7.2.2 / 7.3: as in the CRL, no reason for unspecified
+                revocation_reason=_REASONS.get(status.reason or 0),
+            )
+            .responder_id(ocsp.OCSPResponderEncoding.HASH, responder.certificate)
+            .certificates([responder.certificate])
+        )
         if nonce is not None:
             builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
         signer = responder.signer
@@ -237,10 +262,17 @@ class OCSPService:
         answer = self.sign(cert.issuer_id, int(cert.serial, 16), alg, status_of(cert))
         assert answer.this_update and answer.next_update
         with self.db.session() as s:
-            OCSPRepo(s).store(OCSPResponse(
-                serial=cert.serial, hash_alg=alg, issuer_id=cert.issuer_id,
-                status="revoked" if cert.revoked_at else "good", this_update=answer.this_update,
-                next_update=answer.next_update, der=answer.der))
+            OCSPRepo(s).store(
+                OCSPResponse(
+                    serial=cert.serial,
+                    hash_alg=alg,
+                    issuer_id=cert.issuer_id,
+                    status="revoked" if cert.revoked_at else "good",
+                    this_update=answer.this_update,
+                    next_update=answer.next_update,
+                    der=answer.der,
+                )
+            )
         return answer
 
     def refresh_due(self, limit: int = 1000) -> int:
