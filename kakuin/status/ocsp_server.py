@@ -42,6 +42,7 @@ MAX_URL = 8192
 IDLE_TIMEOUT = 5.0  # as uvicorn's keep-alive timeout
 REQUEST_TIMEOUT = 30.0
 MAX_PENDING = 32  # answers queued on one connection before it stops reading
+RENDERED_MAX = 4096  # responses kept built within one second (the hot ones; ~1.7 KB each)
 
 _REASONS = {
     400: b"Bad Request",
@@ -58,7 +59,8 @@ class OCSPServer:
     def __init__(self, front: OCSPFront) -> None:
         self.front = front
         self.connections: set[OCSPProtocol] = set()
-        self._rendered: dict[str, tuple[int, bytes]] = {}
+        self._rendered: dict[str, bytes] = {}  # by ETag, for the second in _rendered_at
+        self._rendered_at = 0
         self._date = (0, b"")
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -98,19 +100,20 @@ class OCSPServer:
         second = int(now)
         reuse = answer.cacheable and not head and not connection
         if reuse:
+            if self._rendered_at != second:
+                self._rendered.clear()
+                self._rendered_at = second
             hit = self._rendered.get(answer.etag)
-            if hit is not None and hit[0] == second:
-                return hit[1]
+            if hit is not None:
+                return hit
         lines = [b"HTTP/1.1 200 OK", b"content-type: " + CONTENT_TYPE, b"content-length: %d" % len(answer.der)]
         lines += [name + b": " + value for name, value in self.front.cache_headers(answer, now)]
         lines.append(b"date: " + self._http_date(second))
         if connection:
             lines.append(b"connection: " + connection)
         data = b"\r\n".join(lines) + b"\r\n\r\n" + (b"" if head else answer.der)
-        if reuse:
-            if len(self._rendered) > 100_000:
-                self._rendered.clear()
-            self._rendered[answer.etag] = (second, data)
+        if reuse and len(self._rendered) < RENDERED_MAX:
+            self._rendered[answer.etag] = data
         return data
 
     def _http_date(self, second: int) -> bytes:
