@@ -2,7 +2,9 @@
 
 ``crl`` builds (partitioned) CRLs fast, ``responder`` keeps a delegated OCSP
 responder certificate per issuer, ``ocsp`` pre-signs and serves responses,
-``http`` exposes both over plain HTTP, ``models``/``repos`` hold their tables.
+``http`` exposes both over plain HTTP, ``ocsp_server`` is the lean OCSP-only
+listener (``[server] ocsp_port``), ``ocsp_front`` what both OCSP faces share,
+``models``/``repos`` hold their tables.
 """
 
 from __future__ import annotations
