@@ -178,6 +178,16 @@ async def test_bad_requests_unknown_and_expired_links(ra: RA) -> None:
         assert form.status_code == 400 and form.json()["type"].endswith(":bad-request")
         junk = await c.post(f"/enroll/{token}", json={"csr": "!!not base64!!"})
         assert junk.status_code == 400
+        big = b'{"csr": "' + b"A" * (70 * 1024) + b'"}'
+        huge = await c.post(f"/enroll/{token}", content=big, headers={"content-type": "application/json"})
+        assert huge.status_code == 400 and "too large" in huge.json()["detail"]
+
+        async def chunks():  # no Content-Length: refused while streaming
+            for _ in range(80):
+                yield b"A" * 1024
+
+        streamed = await c.post(f"/enroll/{token}", content=chunks(), headers={"content-type": "application/json"})
+        assert streamed.status_code == 400 and "too large" in streamed.json()["detail"]
         unknown = await c.post("/enroll/nonsense", **post_json(der))  # type: ignore[arg-type]
         assert unknown.status_code == 404 and unknown.json()["type"].endswith(":not-found")
         assert (await c.get("/enroll/nonsense")).status_code == 404

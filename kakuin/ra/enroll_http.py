@@ -19,6 +19,7 @@ import logging
 from importlib import resources
 
 from cryptography.hazmat.primitives.serialization import Encoding
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -94,7 +95,7 @@ def enrollment_routes(service: EnrollmentService) -> list[BaseRoute]:
 
     async def page(request: Request) -> Response:
         try:
-            info = service.peek(request.path_params["token"])
+            info = await run_in_threadpool(service.peek, request.path_params["token"])
         except NotFound as exc:
             return _page(
                 f'<p id="refused">{html.escape(exc.message)}</p>', 410 if isinstance(exc, RetrievalGone) else 404
@@ -136,17 +137,28 @@ def enrollment_routes(service: EnrollmentService) -> list[BaseRoute]:
     async def post(request: Request) -> Response:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return _bad_request('send {"csr": "<base64 DER>"} as application/json')
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
+        # Refuse an oversized body before holding it: read at most MAX_BODY + 1 bytes.
+        length = request.headers.get("content-length", "")
+        if length and (not length.isdigit() or int(length) > MAX_BODY):
             return _bad_request("request too large")
+        buf = bytearray()
+        async for chunk in request.stream():
+            buf += chunk
+            if len(buf) > MAX_BODY:
+                return _bad_request("request too large")
+        raw = bytes(buf)
         try:
             data = json.loads(raw)
             csr = base64.b64decode(data["csr"], validate=True)
         except (ValueError, KeyError, TypeError, binascii.Error):
             return _bad_request('send {"csr": "<base64 DER>"}')
         try:
-            done = service.enroll(
-                request.path_params["token"], csr, client=request.client.host if request.client else None
+            # Issuance (lint, signature, several transactions) off the event loop.
+            done = await run_in_threadpool(
+                service.enroll,
+                request.path_params["token"],
+                csr,
+                client=request.client.host if request.client else None,
             )
         except Exception as exc:  # noqa: BLE001 - mapped once; internals never leak
             return _problem(exc)
