@@ -299,6 +299,10 @@ def test_jws_refusals(env: Env) -> None:
     assert not_json.json()["type"] == ERR + "malformed"
     wrong_ct = env.http.post(url, content=b"{}", headers={"Content-Type": "application/json"})
     assert wrong_ct.json()["type"] == ERR + "malformed"
+    huge = env.http.post(url, content=b"{" + b" " * (300 * 1024) + b"}",
+                         headers={"Content-Type": "application/jose+json"})
+    assert huge.status_code == 400 and huge.json()["type"] == ERR + "malformed"
+    assert "bytes" in huge.json()["detail"] and huge.headers.get("Replay-Nonce")
     unknown = c.post(url, payload, kid="http://127.0.0.1:8080/acme/acct/999999")
     assert unknown.json()["type"] == ERR + "accountDoesNotExist"
     ip = c.new_order([])

@@ -116,6 +116,9 @@ def test_csrf_and_bad_input(world) -> None:  # type: ignore[no-untyped-def]
     assert r.status_code == 403
     assert ca.get("/api/v1/certificates", params={"limit": "x"}).status_code == 400
     assert ca.post("/api/v1/eab", content=b"[1", headers={"Content-Type": "application/json"}).status_code == 400
+    big = ca.post("/api/v1/eab", content=b"{" + b" " * (2 * 1024 * 1024) + b"}",
+                  headers={"Content-Type": "application/json"})
+    assert big.status_code == 400 and "bytes" in big.json()["detail"]
 
 
 def test_openapi_describes_every_route(world) -> None:  # type: ignore[no-untyped-def]

@@ -30,13 +30,15 @@ from kakuin.acme.errors import Malformed
 from kakuin.acme.problems import problem_for
 from kakuin.acme.service import Authenticated
 from kakuin.errors import KakuinError, NotFound
-from kakuin.http import problem_response
+from kakuin.http import BodyTooLarge, problem_response, read_body
 
 if TYPE_CHECKING:
     from kakuin.context import Context
 
 log = logging.getLogger(__name__)
 JOSE = "application/jose+json"
+# A JWS body: a finalize with a 16k-bit RSA CSR and 100 names is well under this.
+MAX_JWS_BYTES = 256 * 1024
 Handler = Callable[[Request], Awaitable[Response]]
 T = TypeVar("T")
 # The nonce for this request's response, issued in the authentication transaction.
@@ -85,7 +87,10 @@ def acme_routes(ctx: Context) -> list[BaseRoute]:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != JOSE:
             raise Malformed(f"Content-Type must be {JOSE}")
-        body = await request.body()
+        try:
+            body = await read_body(request, MAX_JWS_BYTES)
+        except BodyTooLarge as exc:
+            raise Malformed(str(exc)) from None
         query = request.scope.get("query_string", b"")
         url = urls.base + request.scope["path"] + (f"?{query.decode('latin-1')}" if query else "")
         issued: list[str | None] = []

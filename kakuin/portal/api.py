@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from kakuin.errors import KakuinError, NotFound, PolicyError, Unauthorized
-from kakuin.http import problem_response
+from kakuin.http import BodyTooLarge, problem_response, read_body
 from kakuin.portal.app import Portal
 from kakuin.portal.auth import Identity
 from kakuin.ra.revocation import ALLOWED_REASONS
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 P = "urn:kakuin:problem:"
 MAX_TSV_BYTES = 10 * 1024 * 1024
+MAX_JSON_BYTES = 1024 * 1024  # the API's JSON bodies are a few hundred bytes
 JSON_TYPES = ("application/json",)
 TSV_TYPES = ("text/tab-separated-values", "application/octet-stream")
 
@@ -165,7 +166,9 @@ def api_routes(portal: Portal) -> list[BaseRoute]:
         if content_type(request) not in JSON_TYPES:
             raise BadRequest("send the body as application/json")
         try:
-            body = json.loads(await request.body() or b"{}")
+            body = json.loads(await read_body(request, MAX_JSON_BYTES) or b"{}")
+        except BodyTooLarge as exc:
+            raise BadRequest(str(exc)) from None
         except (ValueError, UnicodeDecodeError):
             raise BadRequest("the body is not valid JSON") from None
         if not isinstance(body, dict):
@@ -240,9 +243,10 @@ def api_routes(portal: Portal) -> list[BaseRoute]:
     async def tsv_args(request: Request, who: Identity) -> tuple[bytes, str, TSVKind | None]:
         if content_type(request) not in TSV_TYPES:
             raise BadRequest("send the TSV file as text/tab-separated-values")
-        data = await request.body()
-        if len(data) > MAX_TSV_BYTES:
-            raise BadRequest("the TSV file is over 10 MB")
+        try:
+            data = await read_body(request, MAX_TSV_BYTES)
+        except BodyTooLarge:
+            raise BadRequest("the TSV file is over 10 MB") from None
         institution = request.query_params.get("institution") or who.institution
         if not institution:
             raise BadRequest("name the institution (?institution=)")

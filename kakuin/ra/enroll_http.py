@@ -25,7 +25,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from kakuin.errors import BadCSR, BlockedKeyError, KakuinError, KeyRuleError, NotFound, PolicyError
-from kakuin.http import problem_response
+from kakuin.http import BodyTooLarge, problem_response, read_body
 from kakuin.ra.enrollment import EnrollmentService
 from kakuin.ra.retrieval import RetrievalGone
 from kakuin.ra.tsv.messages import POLICY_JA
@@ -137,16 +137,10 @@ def enrollment_routes(service: EnrollmentService) -> list[BaseRoute]:
     async def post(request: Request) -> Response:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return _bad_request('send {"csr": "<base64 DER>"} as application/json')
-        # Refuse an oversized body before holding it: read at most MAX_BODY + 1 bytes.
-        length = request.headers.get("content-length", "")
-        if length and (not length.isdigit() or int(length) > MAX_BODY):
+        try:  # refused before it is held
+            raw = await read_body(request, MAX_BODY)
+        except BodyTooLarge:
             return _bad_request("request too large")
-        buf = bytearray()
-        async for chunk in request.stream():
-            buf += chunk
-            if len(buf) > MAX_BODY:
-                return _bad_request("request too large")
-        raw = bytes(buf)
         try:
             data = json.loads(raw)
             csr = base64.b64decode(data["csr"], validate=True)
