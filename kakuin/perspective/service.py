@@ -42,7 +42,7 @@ from starlette.routing import Route
 from kakuin.clock import Clock, SystemClock
 from kakuin.config import VAConfig
 from kakuin.errors import NameRuleError
-from kakuin.http import problem_response
+from kakuin.http import BodyTooLarge, problem_response, read_body
 from kakuin.perspective.auth import AuthError, NonceCache, sign_response, verify_request
 from kakuin.perspective.metrics import CONTENT_TYPE, Metrics
 from kakuin.policy.names import check_dns_name
@@ -255,8 +255,9 @@ class Perspective:
 def create_perspective_app(p: Perspective) -> Starlette:
     async def check(request: Request) -> Response:
         started = time.perf_counter()
-        body = await request.body()
-        if len(body) > MAX_BODY:
+        try:  # refused before it is held
+            body = await read_body(request, MAX_BODY)
+        except BodyTooLarge:
             return _refuse(p, Refused(413, "malformed", f"the body is larger than {MAX_BODY} bytes"))
         try:
             nonce = verify_request(p.key, request.method, request.url.path, request.headers, body, p.nonces)
