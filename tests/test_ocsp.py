@@ -218,3 +218,21 @@ def test_responder_renewed_before_expiry(ctx) -> None:  # type: ignore[no-untype
     ctx.clock.advance(dt.timedelta(days=21))  # under a third of 30 days left
     second = ctx.ocsp.responders.current(issuer_id)
     assert second.generation == first.generation + 1 and second.not_after > first.not_after
+
+
+def test_one_worker_of_a_data_directory_takes_each_refresh_pass(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The workers of one serve refresh in turn, not all at once (kakuin.status.http.refresh_turn)."""
+    from kakuin.status.http import refresh_turn
+
+    with refresh_turn(tmp_path) as first:
+        assert first
+        with refresh_turn(tmp_path) as second:  # another worker, same moment
+            assert not second
+    with refresh_turn(tmp_path) as again:  # released after the pass
+        assert again
+    (tmp_path / "ro").mkdir(mode=0o500)
+    import os
+
+    if os.geteuid() != 0:  # root ignores the mode; a read-only directory refreshes as before
+        with refresh_turn(tmp_path / "ro") as ro:
+            assert ro

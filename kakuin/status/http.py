@@ -23,12 +23,14 @@ Bad input never gives a 500: an unparsable request is an OCSP malformedRequest
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -207,6 +209,35 @@ def warm(ctx: Context) -> None:
             continue
 
 
+@contextlib.contextmanager
+def refresh_turn(data_dir: Path) -> Iterator[bool]:
+    """True for the one process of this data directory that takes this pass.
+
+    The workers of one ``kakuin serve`` start together and refresh every 30 s,
+    so without this each pass signed every new certificate's OCSP response and
+    every due CRL once per worker. A lock file taken without waiting (released
+    by the kernel if its holder dies) lets one worker do the pass and the
+    others skip it; servers on other hosts sharing one database still each
+    run theirs, and the database keeps that correct (CRL numbers, newest CRL)."""
+    try:
+        fd = os.open(data_dir / ".status-refresh.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:  # a read-only data directory: every process refreshes, as before
+        yield True
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 def start_background(ctx: Context, interval: float = 30.0) -> threading.Event:
     """Load the CAs' signers and the OCSP responders now (before returning, so a
     worker has its keys before it takes requests), then run ``refresh_once``
@@ -223,7 +254,9 @@ def start_background(ctx: Context, interval: float = 30.0) -> threading.Event:
     def loop() -> None:
         while True:
             try:
-                refresh_once(ctx)
+                with refresh_turn(ctx.config.data_dir) as mine:
+                    if mine:
+                        refresh_once(ctx)
             except Exception:
                 log.exception("status refresh failed; retrying in %.0f s", interval)
             if stop.wait(interval):
