@@ -68,7 +68,13 @@ class ACMEAccount(Base):
 
 class ACMEOrder(Base):
     __tablename__ = "acme_orders"
-    __table_args__ = (Index("ix_acme_orders_account", "account_id", "id"),)
+    __table_args__ = (
+        Index("ix_acme_orders_account", "account_id", "id"),
+        # Rate limits (kakuin.acme.limits): new orders per account in a window,
+        # certificates per exact set of names in a window.
+        Index("ix_acme_orders_account_created", "account_id", "created_at"),
+        Index("ix_acme_orders_names", "names_hash", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("acme_accounts.id"))
@@ -85,11 +91,21 @@ class ACMEOrder(Base):
     # RFC 9773 §5: the certificate this order replaces (its ARI CertID).
     replaces: Mapped[str | None] = mapped_column(String(256), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(TS)
+    # SHA-256 (hex) of the sorted identifiers: the "exact set of names" of the
+    # duplicate-certificate limit. NULL for orders made before 0009.
+    names_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class ACMEAuthorization(Base):
     __tablename__ = "acme_authorizations"
-    __table_args__ = (Index("ix_acme_authz_reuse", "account_id", "identifier", "status"),)
+    __table_args__ = (
+        Index("ix_acme_authz_reuse", "account_id", "identifier", "status"),
+        # Rate limits: failed validations per account and name in a window
+        # (validated_at is when the validation was decided, either way), and
+        # pending authorizations per account that have not expired.
+        Index("ix_acme_authz_failed", "account_id", "identifier", "status", "validated_at"),
+        Index("ix_acme_authz_pending", "account_id", "status", "expires"),
+    )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("acme_accounts.id"))

@@ -134,7 +134,9 @@ class OrderFlow:
                 "status": 403,
             }
             fields = {"status": "invalid", "error": err, "record": record_json(rec)}
-            ledger.record_validation(c.id, authz_id, fields, {"status": "invalid"})
+            # The authorization's validated_at is when the validation was decided,
+            # either way: the failed-validations limit counts from it (kakuin.acme.limits).
+            ledger.record_validation(c.id, authz_id, fields, {"status": "invalid", "validated_at": now})
         return replace(c, **fields)
 
     # -- finalization -------------------------------------------------------------
