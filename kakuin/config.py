@@ -116,6 +116,25 @@ class VAConfig(_Model):
     dns_cache_seconds: float = Field(default=60.0, ge=0, le=28800)
 
 
+class ACMELimitsConfig(_Model):
+    """Rate limits of the ACME server (RFC 8555 §6.6 rateLimited), as Boulder
+    has them; each 0 = unlimited. The windows are Boulder's and fixed (see
+    kakuin.acme.limits); only the counts are settings."""
+
+    # Failed validations per account per hostname per hour (Boulder: 5).
+    failed_validations: int = Field(default=5, ge=0)
+    # New orders per account per 3 hours (Boulder: 300).
+    new_orders: int = Field(default=300, ge=0)
+    # Pending (unexpired) authorizations per account (Boulder: 1,000).
+    pending_authorizations: int = Field(default=1000, ge=0)
+    # Certificates for exactly the same set of names per 7 days, across
+    # accounts (Boulder: 5); an RFC 9773 "replaces" renewal is exempt.
+    duplicate_certificates: int = Field(default=5, ge=0)
+    # EAB key identifiers whose accounts no limit applies to (the operator's
+    # escape hatch for a known heavy client).
+    exempt_kids: tuple[str, ...] = ()
+
+
 class ACMEConfig(_Model):
     enabled: bool = True
     external_account_required: bool = True
@@ -126,6 +145,7 @@ class ACMEConfig(_Model):
     # How long a challenge response waits for its validation before answering
     # "processing" (the validation goes on either way; 0: answer at once, as Boulder).
     validation_wait_seconds: float = Field(default=5.0, ge=0, le=60)
+    limits: ACMELimitsConfig = ACMELimitsConfig()  # [acme.limits]
 
 
 class DevConfig(_Model):

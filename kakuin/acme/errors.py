@@ -15,7 +15,8 @@
         ├── OrderNotReady           finalize before every authorization is valid
         ├── BadRevocationReason / AlreadyRevoked
         ├── Conflict                key already used by another account (409)
-        └── AlreadyReplaced         RFC 9773: the replaced certificate has a successor
+        ├── AlreadyReplaced         RFC 9773: the replaced certificate has a successor
+        └── RateLimited             a rate limit (kakuin.acme.limits) is reached
 
 ``kakuin.acme.problems`` maps these, and the foundation's errors, to problem
 documents in one table; nothing here knows about HTTP.
@@ -88,3 +89,14 @@ class Conflict(ACMEError):
 
 class AlreadyReplaced(ACMEError):
     code = "acme-already-replaced"
+
+
+class RateLimited(ACMEError):
+    """RFC 8555 §6.6: a limit is reached; ``retry_after`` is the whole seconds
+    until the oldest counted event leaves the limit's window."""
+
+    code = "acme-rate-limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)

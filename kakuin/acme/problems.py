@@ -37,6 +37,7 @@ MAPPING: tuple[tuple[type[BaseException], str, int], ...] = (
     (E.BadRevocationReason, "badRevocationReason", 400),
     (E.AlreadyRevoked, "alreadyRevoked", 400),
     (E.AlreadyReplaced, "alreadyReplaced", 409),  # RFC 9773 §7.4
+    (E.RateLimited, "rateLimited", 429),  # RFC 8555 §6.6, with Retry-After
     (E.Conflict, "malformed", 409),  # RFC 8555 §7.3.5: 409 with the other account's URL
     (UrlMismatch, "unauthorized", 401),  # RFC 8555 §6.4
     (E.Malformed, "malformed", 400),
@@ -74,6 +75,8 @@ def problem_for(exc: BaseException) -> Problem:
                 detail = f"{detail} (error {CAAError.error_code})"
             if isinstance(exc, E.BadSignatureAlgorithm):
                 extra["algorithms"] = list(ALGORITHMS)
+            if isinstance(exc, E.RateLimited):
+                headers["Retry-After"] = str(exc.retry_after)
             if isinstance(exc, E.Conflict) and exc.location:
                 headers["Location"] = exc.location
             return Problem(ACME_NS + suffix, status, detail, extra, headers)

@@ -7,13 +7,27 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, exists, func, insert, select, update
+from sqlalchemy import (
+    String,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    literal_column,
+    null,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from kakuin.acme.limits import Count, LimitQuery, enforce
 from kakuin.acme.models import (
     Account,
     ACMEAccount,
@@ -312,6 +326,13 @@ class ACMELedger:
             and_(d.c.institution_id == bindparam("id"), d.c.approved.is_(True))
         )
         self._certificate = select(cert).where(cert.c.serial == bindparam("serial"))
+        self._cert = cert
+        self._cred_kid = select(e.c.kid).where(e.c.id == bindparam("id"))
+        self._lock_account = (
+            select(a.c.id).where(a.c.id == bindparam("id")).with_for_update(key_share=True)
+            if engine.dialect.name == "postgresql"
+            else None
+        )
         inst = Institution.__table__
         self._institution_name = select(inst.c.name_en).where(inst.c.id == bindparam("id"))
 
@@ -341,9 +362,65 @@ class ACMELedger:
                     return str(domains).split()
             return list(conn.execute(self._inst_domains, {"id": institution_id}).scalars())
 
+    def credential_kid(self, cred_id: int) -> str | None:
+        with self.reader.connect() as conn:
+            return conn.execute(self._cred_kid, {"id": cred_id}).scalar()
+
     def institution_name(self, institution_id: int) -> str | None:
         with self.reader.connect() as conn:
             return conn.execute(self._institution_name, {"id": institution_id}).scalar()
+
+    # -- rate limits (kakuin.acme.limits) -----------------------------------------
+    def _limit_counts(self, conn: Connection, q: LimitQuery) -> list[Count]:
+        """Every enabled limit's count in one statement (UNION ALL), each part an
+        indexed range: ix_acme_authz_failed, ix_acme_authz_pending,
+        ix_acme_orders_account_created, ix_acme_orders_names. A window is
+        (now - length, now]: an event exactly as old as the window has left it,
+        when Retry-After said it would."""
+        o, z, cert, lim = self._o, self._z, self._cert, q.limits
+        parts: list[Any] = []
+
+        def kind(k: str) -> Any:
+            return literal_column(f"'{k}'", String)  # a constant in the SQL text, not a parameter
+
+        if lim.new_orders:
+            parts.append(
+                select(kind("orders"), null(), func.count(), func.min(o.c.created_at)).where(
+                    o.c.account_id == q.account_id, o.c.created_at > q.orders_since
+                )
+            )
+        if lim.pending_authorizations:
+            parts.append(
+                select(kind("pending"), null(), func.count(), func.min(z.c.expires)).where(
+                    z.c.account_id == q.account_id, z.c.status == "pending", z.c.expires > q.now
+                )
+            )
+        if lim.duplicate_certificates and q.names_hash is not None:
+            parts.append(
+                select(kind("duplicate"), null(), func.count(), func.min(cert.c.issued_at))
+                .select_from(o.join(cert, cert.c.serial == o.c.certificate_serial))
+                .where(
+                    o.c.names_hash == q.names_hash,
+                    o.c.created_at >= q.issued_since - q.order_lifetime,
+                    cert.c.issued_at > q.issued_since,
+                )
+            )
+        if lim.failed_validations and q.identifiers:
+            parts.append(
+                select(kind("failed"), z.c.identifier, func.count(), func.min(z.c.validated_at))
+                .where(
+                    z.c.account_id == q.account_id,
+                    z.c.identifier.in_(list(q.identifiers)),
+                    z.c.status == "invalid",
+                    z.c.validated_at > q.failed_since,
+                )
+                .group_by(z.c.identifier)
+                .having(func.count() >= lim.failed_validations)
+            )
+        if not parts:
+            return []
+        stmt = parts[0] if len(parts) == 1 else union_all(*parts)
+        return [Count(r[0], r[1], int(r[2]), r[3]) for r in conn.execute(stmt)]
 
     # -- orders, authorizations, challenges -------------------------------------
     def _authzs_of(self, conn: Connection, ids: list[int]) -> list[Authorization]:
@@ -405,11 +482,20 @@ class ACMELedger:
         now: dt.datetime,
         pending_lifetime: dt.timedelta,
         order_lifetime: dt.timedelta,
+        limits: LimitQuery | None = None,
     ) -> tuple[Order, list[Authorization]]:
-        """One transaction: reuse the account's valid authorization per (base
-        name, wildcard) or make a pending one with its challenges; then the order.
+        """One transaction: the rate limits (``limits``; a refusal stores
+        nothing), then reuse the account's valid authorization per (base name,
+        wildcard) or make a pending one with its challenges; then the order.
         ``challenge_types(wildcard)`` and ``token()`` come from the service."""
         with self.engine.begin() as conn:
+            if limits is not None:
+                if self._lock_account is not None:
+                    # PostgreSQL: one newOrder per account at a time, so two processes
+                    # cannot both pass a per-account limit at its last free place.
+                    # NO KEY UPDATE does not block the FK checks of other inserts.
+                    conn.execute(self._lock_account, {"id": account_id})
+                enforce(limits, self._limit_counts(conn, limits))
             authzs: list[Authorization] = []
             for base, wildcard in names:
                 row = conn.execute(
@@ -443,6 +529,7 @@ class ACMELedger:
             oid = int(conn.execute(self._insert_order, values).inserted_primary_key[0])
             full = {"status": "pending", "error": None, "certificate_serial": None, "replaces": None}
             full.update(values)
+            full.pop("names_hash", None)  # stored, not part of the view
             return Order(id=oid, **full), authzs
 
     def claim_order(self, order_id: int) -> bool:

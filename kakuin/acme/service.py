@@ -30,6 +30,7 @@ from kakuin.acme.errors import (
     UnsupportedContact,
     UnsupportedIdentifier,
 )
+from kakuin.acme.limits import LimitQuery, Limits, names_hash
 from kakuin.acme.models import (
     Account,
     ACMEAccount,
@@ -118,6 +119,9 @@ class ACMEService:
         # or in another process) changes the thumbprint, so a stale key is never used.
         self._keys: dict[tuple[int, str], J.AccountKey] = {}
         self.nonces = NonceMint(eab.keyring.nonce_key, NONCE_LIFETIME)
+        self.limits = Limits.from_config(config.acme.limits)
+        # EAB credential id → exempt from the limits; a credential's kid never changes.
+        self._exempt: dict[int, bool] = {}
 
     # -- nonces (RFC 8555 §6.5, kakuin.acme.nonces) --------------------------------
     def new_nonce(self) -> str:
@@ -314,6 +318,31 @@ class ACMEService:
             raise Malformed(f"at most {MAX_NAMES} identifiers per order")
         return names
 
+    def _limit_query(
+        self, acct: Account, bases: list[tuple[str, bool]], names: list[str], renewal: bool, now: dt.datetime
+    ) -> LimitQuery | None:
+        """What the newOrder transaction counts (kakuin.acme.limits); None when no
+        limit applies to this account."""
+        lim = self.limits
+        if not lim.any:
+            return None
+        cred = acct.eab_credential_id
+        if lim.exempt_kids and cred is not None:
+            if cred not in self._exempt:
+                self._exempt[cred] = self.ledger.credential_kid(cred) in lim.exempt_kids
+            if self._exempt[cred]:
+                return None
+        return LimitQuery(
+            limits=lim,
+            account_id=acct.id,
+            identifiers=tuple(dict.fromkeys(b for b, _ in bases)),
+            # RFC 9773 §5 in Boulder's spirit: a renewal is exempt from the
+            # duplicate-certificate limit (check_replaces allows one per certificate).
+            names_hash=None if renewal else names_hash(names),
+            now=now,
+            order_lifetime=ORDER_LIFETIME,
+        )
+
     def _timestamp(self, p: dict[str, Any], key: str) -> dt.datetime | None:
         v = p.get(key)
         if v is None:
@@ -345,9 +374,10 @@ class ACMEService:
         if replaces is not None:
             with self.db.session() as s:
                 check_replaces(s, acct.id, str(replaces), names)
+        bases = [(name_rules.base_domain_of(n), n.startswith("*.")) for n in names]
         order, authzs = self.ledger.new_order(
             acct.id,
-            [(name_rules.base_domain_of(n), n.startswith("*.")) for n in names],
+            bases,
             {
                 "status": "pending",
                 "identifiers": [{"type": "dns", "value": n} for n in names],
@@ -357,6 +387,7 @@ class ACMEService:
                 "certificate_serial": None,
                 "replaces": str(replaces) if replaces is not None else None,
                 "created_at": now,
+                "names_hash": names_hash(names),
             },
             # RFC 8555 §7.1.3: wildcards only by dns-01.
             challenge_types=lambda wildcard: ("dns-01",) if wildcard else CHALLENGES,
@@ -364,6 +395,7 @@ class ACMEService:
             now=now,
             pending_lifetime=PENDING_AUTHZ_LIFETIME,
             order_lifetime=ORDER_LIFETIME,
+            limits=self._limit_query(acct, bases, names, replaces is not None, now),
         )
         return OrderView(order, authzs, order_status(order, authzs, now))
 
