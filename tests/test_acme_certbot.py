@@ -55,7 +55,7 @@ def serial_of(path: Path) -> str:
 
 def test_certbot_register_certonly_renew_revoke(server: Server, tmp_path: Path) -> None:
     kid, hmac = server.eab()
-    r = certbot(server, tmp_path, "register", "--eab-kid", kid, "--eab-hmac-key", hmac)
+    r = certbot(server, tmp_path, "register", "--eab-kid", kid, f"--eab-hmac-key={hmac}")
     assert r.returncode == 0, r.stdout + r.stderr
 
     name = f"www.{DOMAIN}"

@@ -94,7 +94,7 @@ def test_certbot_dns01_rfc2136(served: Served, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     eab = json.loads(r.stdout)
     r = certbot(served, tmp_path, "register", "--eab-kid", eab["kid"],
-                "--eab-hmac-key", eab["hmac_key"])
+                f"--eab-hmac-key={eab['hmac_key']}")
     assert r.returncode == 0, r.stdout + r.stderr
 
     name = f"www.{DOMAIN}"

@@ -118,7 +118,7 @@ def test_certbot_dns01_and_http01_in_signed_zone(signed: Signed, tmp_path: Path)
     assert r.returncode == 0, r.stdout + r.stderr
     eab = json.loads(r.stdout)
     r = certbot(signed, tmp_path, "register", "--eab-kid", eab["kid"],
-                "--eab-hmac-key", eab["hmac_key"])
+                f"--eab-hmac-key={eab['hmac_key']}")
     assert r.returncode == 0, r.stdout + r.stderr
 
     # dns-01: the plugin updates BIND, which signs the TXT record; Unbound validates it.

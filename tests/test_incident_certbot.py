@@ -34,7 +34,7 @@ def server(template_dir: Path, tmp_path: Path) -> Iterator[Server]:
 
 def test_certbot_renews_early_because_of_ari(server: Server, tmp_path: Path) -> None:
     kid, hmac = server.eab()
-    r = certbot(server, tmp_path, "register", "--eab-kid", kid, "--eab-hmac-key", hmac)
+    r = certbot(server, tmp_path, "register", "--eab-kid", kid, f"--eab-hmac-key={hmac}")
     assert r.returncode == 0, r.stdout + r.stderr
     r = certbot(server, tmp_path, *certonly_args(server, f"www.{DOMAIN}"))
     assert r.returncode == 0, r.stdout + r.stderr

@@ -83,7 +83,7 @@ def served(fleet: Fleet, template_dir: Path, tmp_path_factory: pytest.TempPathFa
     with kakuin_serve(data, base, tmp / "serve.log"):
         s = Served(data, base, fleet, tmp / "cb")
         eab = json.loads(kakuin(data, "eab", "new", "--institution", INSTITUTION, "--json").stdout)
-        r = s.certbot("register", "--eab-kid", eab["kid"], "--eab-hmac-key", eab["hmac_key"])
+        r = s.certbot("register", "--eab-kid", eab["kid"], f"--eab-hmac-key={eab['hmac_key']}")
         assert r.returncode == 0, r.stdout + r.stderr
         yield s
 

@@ -71,7 +71,7 @@ def eab_new(
     print(f"  key identifier: {cred.kid}")
     print(f"  HMAC key:       {cred.hmac_key}   (shown once; not stored in the clear)")
     print(f"  certbot register --server {directory} --email <you> --agree-tos "
-          f"--eab-kid {cred.kid} --eab-hmac-key {cred.hmac_key}")
+          f"--eab-kid {cred.kid} --eab-hmac-key={cred.hmac_key}")
 
 
 @eab_app.command("list")

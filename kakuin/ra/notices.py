@@ -208,7 +208,7 @@ def confirmation_reminder(to: str, *, institution: str, until: dt.datetime | Non
 def eab_credential(to: str, *, kid: str, hmac_key: str, acme_url: str, institution: str) -> Mail:
     cmd = (
         f"certbot register --server {acme_url} --email {to} --agree-tos \\\n"
-        f"    --eab-kid {kid} --eab-hmac-key {hmac_key}"
+        f"    --eab-kid {kid} --eab-hmac-key={hmac_key}"
     )
     ja = (
         f"ACME用のEAB Credentialを発行しました({institution})。初回のみ次のコマンドで登録してください。\n\n"
