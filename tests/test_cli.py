@@ -146,3 +146,14 @@ def test_wrong_passphrase_is_clear(data: Path, tmp_path: Path) -> None:
         "issue", "--csr", csr, "--profile", "server-dv", data=data, env={"KAKUIN_CA_PASSPHRASE": "a-wrong-passphrase"}
     )
     assert res.returncode == 1 and "wrong passphrase" in res.stderr
+
+
+def test_eab_new_prints_a_certbot_command_that_parses(data: Path) -> None:
+    """The HMAC key is base64url and may start with '-': the printed command
+    uses --eab-hmac-key=KEY, which certbot's argparse reads in every case."""
+    assert kakuin("institution", "add", "Example University", "--domain", "example.ac.jp", data=data).returncode == 0
+    res = kakuin("eab", "new", "--institution", "Example University", data=data)
+    assert res.returncode == 0, res.stderr
+    line = next(ln for ln in res.stdout.splitlines() if "certbot register" in ln)
+    key = next(ln for ln in res.stdout.splitlines() if "HMAC key:" in ln).split()[2]
+    assert f"--eab-hmac-key={key}" in line
