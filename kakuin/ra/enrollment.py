@@ -22,19 +22,18 @@ import datetime as dt
 from dataclasses import dataclass
 
 from cryptography import x509
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from kakuin.ca.csr import parse_csr
 from kakuin.ca.issuer import IssuanceService, IssueRequest
 from kakuin.clock import Clock, as_utc
-from kakuin.errors import NotFound
 from kakuin.notify.outbox import enqueue
 from kakuin.policy.keys import check_key
 from kakuin.policy.subject import parse_dn
 from kakuin.ra import notices
 from kakuin.ra.models import Enrollment, RACertificate
-from kakuin.ra.retrieval import RetrievalGone, RetrievalService, new_token, token_hash
+from kakuin.ra.retrieval import RetrievalGone, RetrievalService, new_token, open_link, token_hash
 from kakuin.store.db import Database
 from kakuin.store.repos import BlockedKeyRepo, InstitutionRepo
 
@@ -131,14 +130,7 @@ class EnrollmentService:
         return e.id, url
 
     def _open(self, s: Session, token: str) -> Enrollment:
-        e = s.scalar(select(Enrollment).where(Enrollment.token_sha256 == token_hash(token)))
-        if e is None:
-            raise NotFound("unknown enrollment link (証明書取得URLが正しくありません)")
-        if e.used_at is not None:
-            raise RetrievalGone("this link was used already (この証明書取得URLは使用済みです)")
-        if as_utc(e.expires_at) <= self.clock.now():
-            raise RetrievalGone("this link has expired (この証明書取得URLは有効期限切れです)")
-        return e
+        return open_link(s, Enrollment, token, self.clock.now(), what_en="enrollment", what_ja="証明書取得URL")
 
     def peek(self, token: str) -> EnrollmentInfo:
         with self.db.session() as s:

@@ -26,6 +26,7 @@ import io
 import secrets
 import zipfile
 from dataclasses import dataclass
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -37,7 +38,7 @@ from kakuin.errors import NotFound
 from kakuin.notify.outbox import enqueue
 from kakuin.ra import notices
 from kakuin.ra.actors import Actor
-from kakuin.ra.models import RACertificate, Retrieval
+from kakuin.ra.models import Enrollment, RACertificate, Retrieval
 from kakuin.store.db import Database
 from kakuin.store.models import Certificate, CertificateAuthority
 from kakuin.store.repos import CARepo, CertificateRepo
@@ -89,6 +90,22 @@ def token_hash(token: str) -> str:
     except (binascii.Error, ValueError):
         raw = b""
     return hashlib.sha256(raw).hexdigest()
+
+
+L = TypeVar("L", Retrieval, Enrollment)
+
+
+def open_link(s: Session, model: type[L], token: str, now: dt.datetime, *, what_en: str, what_ja: str) -> L:
+    """The row behind a single-use link (retrieval or enrollment), found by the
+    token's SHA-256; unknown → NotFound, used or expired → RetrievalGone."""
+    row = s.scalar(select(model).where(model.token_sha256 == token_hash(token)))
+    if row is None:
+        raise NotFound(f"unknown {what_en} link ({what_ja}が正しくありません)")
+    if row.used_at is not None:
+        raise RetrievalGone(f"this link was used already (この{what_ja}は使用済みです)")
+    if as_utc(row.expires_at) <= now:
+        raise RetrievalGone(f"this link has expired (この{what_ja}は有効期限切れです)")
+    return row
 
 
 def officer_email(actor_name: str) -> str | None:
@@ -214,14 +231,7 @@ class RetrievalService:
         return list(s.scalars(select(Retrieval).where(Retrieval.bundle_id == archive_id).order_by(Retrieval.id)))
 
     def _open(self, s: Session, token: str) -> Retrieval:
-        row = s.scalar(select(Retrieval).where(Retrieval.token_sha256 == token_hash(token)))
-        if row is None:
-            raise NotFound("unknown retrieval link (取得URLが正しくありません)")
-        if row.used_at is not None:
-            raise RetrievalGone("this link was used already (この取得URLは使用済みです)")
-        if as_utc(row.expires_at) <= self.clock.now():
-            raise RetrievalGone("this link has expired (この取得URLは有効期限切れです)")
-        return row
+        return open_link(s, Retrieval, token, self.clock.now(), what_en="retrieval", what_ja="取得URL")
 
     def peek(self, token: str) -> LinkInfo:
         """What a link offers, without using it (the page shown before download)."""
