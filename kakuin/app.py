@@ -12,7 +12,7 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, Router
 from starlette.types import Receive, Scope, Send
 
 from kakuin.acme.http import acme_routes
@@ -59,17 +59,26 @@ def _ca_routes(ctx: Context) -> list[BaseRoute]:
 class KakuinApp(Starlette):
     """The Starlette app, with ``/ocsp`` and ``/ocsp/...`` handed to the raw OCSP
     handler before middleware and routing (issue #4: OCSP is the hot path, and
-    the handler catches its own errors)."""
+    the handler catches its own errors), and ``/acme/...`` to a router holding
+    only the ACME routes (issue #3: the ACME routes turn every exception into a
+    problem document themselves, so the app's middleware has nothing to do for
+    them, and the ACME table is matched without scanning every portal route).
+    An unknown path or method under ``/acme/`` gets the same plain 404/405 as
+    from the app."""
 
-    def __init__(self, routes: list[BaseRoute], ocsp: OCSPEndpoint) -> None:
+    def __init__(self, routes: list[BaseRoute], ocsp: OCSPEndpoint, acme: list[BaseRoute] | None = None) -> None:
         super().__init__(routes=routes)
         self.ocsp = ocsp
+        self.acme = Router(routes=acme) if acme else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
             if path.startswith("/ocsp") and (len(path) == 5 or path[5] == "/"):
                 await self.ocsp(scope, receive, send)
+                return
+            if self.acme is not None and path.startswith("/acme/"):
+                await self.acme(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
 
@@ -78,11 +87,12 @@ def create_app(ctx: Context) -> KakuinApp:
     ocsp = OCSPEndpoint(ctx.ocsp, ctx.clock)
     routes: list[BaseRoute] = []
     routes += _ca_routes(ctx)
-    routes += acme_routes(ctx)
+    acme = acme_routes(ctx)
+    routes += acme  # also in the app's table, for a root_path mount
     routes += status_routes(ctx, ocsp)  # also the OCSP routes, for a root_path mount
     routes += retrieval_routes(ctx)
     routes += mpic_routes(ctx)  # GET /metrics (issue #6)
-    return KakuinApp(routes, ocsp)
+    return KakuinApp(routes, ocsp, acme)
 
 
 def factory() -> KakuinApp:
