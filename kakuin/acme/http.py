@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -30,7 +29,7 @@ from kakuin.acme.errors import Malformed
 from kakuin.acme.problems import problem_for
 from kakuin.acme.service import Authenticated
 from kakuin.errors import KakuinError, NotFound
-from kakuin.http import BodyTooLarge, problem_response, read_body
+from kakuin.http import BodyTooLarge, offload, problem_response, read_body
 
 if TYPE_CHECKING:
     from kakuin.context import Context
@@ -96,12 +95,13 @@ def acme_routes(ctx: Context) -> list[BaseRoute]:
         issued: list[str | None] = []
 
         def job() -> tuple[Authenticated, T]:
-            req = acme.authenticate(body, url, use=use)
-            issued.append(req.next_nonce)
-            return req, work(req)
+            with acme.ledger.pinned():  # one pooled connection for the whole request
+                req = acme.authenticate(body, url, use=use)
+                issued.append(req.next_nonce)
+                return req, work(req)
 
         try:
-            return await run_in_threadpool(job)
+            return await offload(job)
         finally:
             if issued:
                 _NEXT_NONCE.set(issued[0])
@@ -264,7 +264,7 @@ def acme_routes(ctx: Context) -> list[BaseRoute]:
             _, (pem, alts, up) = await authed(request, load)
             headers = await nonce_headers()
         else:
-            pem, alts, up = await run_in_threadpool(load)
+            pem, alts, up = await offload(load)
             headers = {}
         resp = Response(pem, media_type="application/pem-certificate-chain", headers=headers)
         resp.headers.append("Link", f'<{up}>;rel="up"')
@@ -277,7 +277,7 @@ def acme_routes(ctx: Context) -> list[BaseRoute]:
         return Response(status_code=200, headers=await nonce_headers())
 
     async def renewal_info(request: Request) -> Response:
-        info = await run_in_threadpool(ari.renewal_info, request.path_params["cert_id"])
+        info = await offload(ari.renewal_info, request.path_params["cert_id"])
         return JSONResponse(info.json(), headers={"Retry-After": str(info.retry_after)})
 
     r = "/acme"

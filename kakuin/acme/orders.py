@@ -21,7 +21,6 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
-from starlette.concurrency import run_in_threadpool
 
 from kakuin.acme import jws as J
 from kakuin.acme.errors import AlreadyRevoked, BadRevocationReason, Malformed, OrderNotReady
@@ -37,6 +36,7 @@ from kakuin.acme.service import (
 from kakuin.ca.issuer import IssuanceService, IssueRequest, csr_names, parse_csr
 from kakuin.clock import as_utc
 from kakuin.errors import BadCSR, CAAError, KakuinError, NotFound, Unauthorized
+from kakuin.http import offload
 from kakuin.policy.keys import check_key
 from kakuin.ra.revocation import RevocationService
 from kakuin.store.models import Certificate
@@ -114,7 +114,7 @@ class OrderFlow:
                 error=f"internal error during validation ({type(exc).__name__})",
                 problem="serverInternal",
             )
-        return await run_in_threadpool(self._record, c, a.id, rec)
+        return await offload(self._record, c, a.id, rec)
 
     def _record(self, c: Challenge, authz_id: int, rec: ValidationRecord) -> Challenge:
         now = self.clock.now()
@@ -141,7 +141,7 @@ class OrderFlow:
 
     # -- finalization -------------------------------------------------------------
     async def finalize(self, req: Authenticated, order_id: int) -> OrderView:
-        view, key, cns = await run_in_threadpool(self.check_finalize, req, order_id)
+        view, key, cns = await offload(self.check_finalize, req, order_id)
         return await self.complete_finalize(req.acct, view, key, cns)
 
     def check_finalize(self, req: Authenticated, order_id: int) -> tuple[OrderView, Any, list[str]]:
@@ -169,9 +169,20 @@ class OrderFlow:
     ) -> OrderView:
         """CAA for every name, then claim the order and issue (one thread-pool hop)."""
         caa = await self._check_caa(account, view)
-        return await run_in_threadpool(self._claim_and_issue, account, view, key, cns, caa)
+        return await offload(self._claim_and_issue, account, view, key, cns, caa)
 
     def _claim_and_issue(
+        self,
+        account: Account,
+        view: OrderView,
+        key: Any,
+        cns: list[str],
+        caa: list[ValidationRecord],
+    ) -> OrderView:
+        with self.acme.ledger.pinned():  # one pooled connection for the ACME rows
+            return self._claim_and_issue_pinned(account, view, key, cns, caa)
+
+    def _claim_and_issue_pinned(
         self,
         account: Account,
         view: OrderView,

@@ -18,13 +18,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from kakuin.errors import KakuinError, NotFound, PolicyError, Unauthorized
-from kakuin.http import BodyTooLarge, problem_response, read_body
+from kakuin.http import BodyTooLarge, offload, problem_response, read_body
 from kakuin.portal.app import Portal
 from kakuin.portal.auth import Identity
 from kakuin.ra.revocation import ALLOWED_REASONS
@@ -156,7 +155,7 @@ def api_routes(portal: Portal) -> list[BaseRoute]:
         return wrapped
 
     async def call(fn: Callable[..., Any], *a: Any, **kw: Any) -> Any:
-        return await run_in_threadpool(fn, *a, **kw)
+        return await offload(fn, *a, **kw)
 
     def content_type(request: Request) -> str:
         return request.headers.get("content-type", "").split(";")[0].strip().lower()

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from kakuin.errors import KakuinError, NotFound, PolicyError, Unauthorized
+from kakuin.http import offload
 from kakuin.portal.app import Portal
 from kakuin.portal.auth import Identity
 from kakuin.portal.i18n import COOKIE, Translator
@@ -122,7 +122,7 @@ def page_routes(portal: Portal) -> list[BaseRoute]:
     ra = portal.ra
 
     async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await run_in_threadpool(fn, *args, **kwargs)
+        return await offload(fn, *args, **kwargs)
 
     def ident(request: Request) -> Identity:
         return request.state.identity  # type: ignore[no-any-return]

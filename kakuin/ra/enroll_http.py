@@ -19,13 +19,12 @@ import logging
 from importlib import resources
 
 from cryptography.hazmat.primitives.serialization import Encoding
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from kakuin.errors import BadCSR, BlockedKeyError, KakuinError, KeyRuleError, NotFound, PolicyError
-from kakuin.http import BodyTooLarge, problem_response, read_body
+from kakuin.http import BodyTooLarge, offload, problem_response, read_body
 from kakuin.ra.enrollment import EnrollmentService
 from kakuin.ra.retrieval import RetrievalGone
 from kakuin.ra.tsv.messages import POLICY_JA
@@ -95,7 +94,7 @@ def enrollment_routes(service: EnrollmentService) -> list[BaseRoute]:
 
     async def page(request: Request) -> Response:
         try:
-            info = await run_in_threadpool(service.peek, request.path_params["token"])
+            info = await offload(service.peek, request.path_params["token"])
         except NotFound as exc:
             return _page(
                 f'<p id="refused">{html.escape(exc.message)}</p>', 410 if isinstance(exc, RetrievalGone) else 404
@@ -148,7 +147,7 @@ def enrollment_routes(service: EnrollmentService) -> list[BaseRoute]:
             return _bad_request('send {"csr": "<base64 DER>"}')
         try:
             # Issuance (lint, signature, several transactions) off the event loop.
-            done = await run_in_threadpool(
+            done = await offload(
                 service.enroll,
                 request.path_params["token"],
                 csr,

@@ -35,13 +35,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from anyio import to_thread
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from kakuin.errors import NotFound
-from kakuin.http import problem_response
+from kakuin.http import offload, problem_response
 from kakuin.status.crl import FULL
 from kakuin.status.ocsp import OCSPService
 from kakuin.status.ocsp_front import (
@@ -160,7 +159,7 @@ def status_routes(ctx: Context, endpoint: OCSPEndpoint | None = None) -> list[Ba
         else:
             return problem_response(404, "about:blank", f"no CRL at /crl/{name}")
         try:
-            number, this_update, next_update, der = await run_in_threadpool(crls.current, slug, shard)
+            number, this_update, next_update, der = await offload(crls.current, slug, shard)
         except NotFound as exc:
             return problem_response(404, "about:blank", exc.message)
         etag = f'"{slug}-{shard}-{number}"'
