@@ -18,12 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.acme_load import Account, free_port, responder, start_kakuin, tree_cpu  # noqa: E402
+from bench.acme_load import Account, Http, free_port, start_kakuin, start_responder, tree_cpu  # noqa: E402
 from tests.bind import BindServer, Zone  # noqa: E402
 
 
@@ -36,10 +34,10 @@ async def main() -> None:
     dns_port, http01 = free_port(), free_port()
     bind = BindServer(work / "bind", [Zone("jp", records=["$TTL 300", "*.bench.ac.jp. IN A 127.0.0.1"])],
                       dns_port).start()
-    srv = await asyncio.start_server(responder, "127.0.0.1", http01)
+    srv = await start_responder(http01)
     p, directory, creds = start_kakuin(work, dns_port, http01, None, 1, 1, True)
     try:
-        async with httpx.AsyncClient(timeout=60) as http:
+        async with Http(timeout=60) as http:
             acct = Account(http, directory)
             await acct.register(creds[0])
             await acct.order("warm.bench.ac.jp")
