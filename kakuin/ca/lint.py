@@ -43,6 +43,7 @@ class CertificateLinter:
         c = self._containers.get(key)
         if c is None:
             c = factory()
+            index_validators(c)
             self._containers[key] = c
         return c
 
@@ -160,6 +161,71 @@ def _findings(results: Any) -> list[Finding]:
         for r in results
         for fd in r.finding_descriptions
     ]
+
+
+def index_validators(container: Any) -> None:
+    """Make a pkilint container visit each node with only the validators that
+    can match it. pkilint asks every validator of a container whether it
+    matches every node of the subtree (~6,600 ``match`` calls per TLS
+    certificate, a third of the lint's CPU); most match on the node's PDU class
+    or its exact path, which depend only on (path, PDU type). So each container
+    gets, per (path, type), the list of its validators that could match — in
+    their original order — and still calls ``match`` on each of them: the
+    findings are exactly pkilint's (``tests/test_lint_index.py`` compares them).
+    A validator with its own ``match``, a regex, a predicate or a supertype
+    test is asked on every node as before. Containers whose ``_validate_rec``
+    is not pkilint's own are left alone."""
+    from pkilint.document import NodeVisitor
+    from pkilint.validation import ValidatorContainer
+
+    seen: set[int] = set()
+
+    def visit(c: Any) -> None:
+        if id(c) in seen:
+            return
+        seen.add(id(c))
+        for v in c.validators:
+            if isinstance(v, ValidatorContainer):
+                visit(v)
+        if getattr(type(c), "_validate_rec", None) is not ValidatorContainer._validate_rec:
+            return
+        by_path: dict[str, list[tuple[int, Any]]] = {}
+        by_class: list[tuple[int, Any, type]] = []
+        always: list[tuple[int, Any]] = []
+        for i, v in enumerate(c.validators):
+            plain = type(v).match is NodeVisitor.match
+            if plain and v._path is not None:
+                by_path.setdefault(v._path, []).append((i, v))
+            elif (plain and v._path_re is None and v._predicate is None and v._pdu_supertype is None
+                  and isinstance(v._pdu_class, type)):
+                by_class.append((i, v, v._pdu_class))
+            else:
+                always.append((i, v))
+        plans: dict[tuple[str, type], list[Any]] = {}
+
+        def plan(path: str, pdu_type: type) -> list[Any]:
+            cands = always + by_path.get(path, []) + [(i, v) for i, v, k in by_class if issubclass(pdu_type, k)]
+            found = [v for _, v in sorted(cands, key=lambda t: t[0])]
+            if len(plans) < 50_000:
+                plans[(path, pdu_type)] = found
+            return found
+
+        def validate_rec(node: Any, results: list[Any]) -> None:
+            key = (node.path, type(node.pdu))
+            todo = plans.get(key)
+            for v in plan(*key) if todo is None else todo:
+                if v.match(node):
+                    result = v.validate_wrapper(node)
+                    if isinstance(result, list):
+                        results += result
+                    else:
+                        results.append(result)
+            for child in node.children.values():
+                validate_rec(child, results)
+
+        c._validate_rec = validate_rec
+
+    visit(container)
 
 
 def house_rules(der: bytes) -> list[Finding]:
