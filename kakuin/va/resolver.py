@@ -35,7 +35,6 @@ import asyncio
 import time
 from dataclasses import dataclass, field, replace
 
-import dns.asyncquery
 import dns.asyncresolver
 import dns.exception
 import dns.flags
@@ -45,12 +44,10 @@ import dns.rcode
 import dns.rdatatype
 
 from kakuin.config import VAConfig
+from kakuin.va.dnsquery import EDNS_PAYLOAD, make_query, tcp_query, udp_exchange
 from kakuin.va.dnssec import BOGUS_EDE, NoResponse, answer_status, failure_status
 
 __all__ = ["AddressLookup", "LookupFailed", "LookupResult", "Resolver", "parse_resolver"]
-
-# RFC 6891 §6.2.5 / DNS Flag Day 2020: 1232 octets avoids IP fragmentation.
-EDNS_PAYLOAD = 1232
 
 
 class LookupFailed(Exception):
@@ -226,11 +223,14 @@ class Resolver:
     async def exchange(self, name: dns.name.Name, rdtype: str, *,
                        cd: bool = False) -> dns.message.Message:
         """One query (RD, EDNS0 with DO; CD when asked) to the configured resolver,
-        trying each nameserver in turn within the timeout. Raises NoResponse."""
-        query = dns.message.make_query(name, rdtype, use_edns=0, want_dnssec=True,
-                                       payload=EDNS_PAYLOAD)
-        if cd:
-            query.flags |= dns.flags.CD
+        trying each nameserver in turn within the timeout. Raises NoResponse.
+
+        The query is built and sent by ``kakuin.va.dnsquery``, not by dnspython's
+        ``make_query`` / ``asyncquery.udp_with_fallback``, which cost ~35% more CPU
+        per query (measured there). A datagram that is not the answer (wrong ID or
+        question, unparseable) is ignored until the deadline; a truncated answer
+        is asked again over TCP."""
+        query, wire = make_query(name, rdtype, cd=cd)
         deadline = time.monotonic() + self._inner.lifetime
         last = "no nameserver configured"
         for host, port in self._servers():
@@ -238,10 +238,12 @@ class Resolver:
             if remaining <= 0:
                 break
             try:
-                response, _ = await dns.asyncquery.udp_with_fallback(
-                    query, host, timeout=remaining, port=port, source=self.source)
+                response = await udp_exchange(query, wire, host, port, remaining, self.source)
+                if response.flags & dns.flags.TC:  # RFC 7766 §5: ask again over TCP
+                    response = await tcp_query(query, host, port, deadline - time.monotonic(),
+                                               self.source)
                 return response
-            except dns.exception.Timeout:
+            except (TimeoutError, dns.exception.Timeout):
                 last = f"timeout after {self._inner.lifetime:g}s"
             except (OSError, dns.exception.DNSException) as exc:
                 last = f"{type(exc).__name__}: {exc}"
