@@ -264,3 +264,42 @@ def test_servfail_is_returned_not_retried_here(fake: Callable[..., FakeResolver]
     assert ask(resolver_for(("127.0.0.1", server.port))).rcode() == dns.rcode.SERVFAIL
     assert len(server.queries) == 1
 
+
+# -- lookup_addresses: A and AAAA at once, kept in that order ----------------------
+
+def test_a_and_aaaa_are_asked_at_once_and_kept_in_order(fake: Callable[..., FakeResolver]) -> None:
+    """The A answer is only sent once the AAAA query has arrived (and after the AAAA
+    answer): asked one after the other, the A lookup would time out."""
+    def script(q: dns.message.Message, s: socket.socket) -> list:
+        if q.question[0].rdtype != dns.rdatatype.AAAA:
+            return []  # held back until the AAAA query comes
+        wires = [answer(q)]
+        for held, peer in server.queries:
+            if held.question[0].rdtype == dns.rdatatype.A:
+                wires.append((answer(held), s, peer))
+        return wires
+
+    server = fake(script)
+    found = asyncio.run(resolver_for(("127.0.0.1", server.port), timeout=1.0)
+                        .lookup_addresses("www.example.ac.jp"))
+    assert found.failures == []
+    assert found.addresses == ["192.0.2.1", "2001:db8::1"]
+    assert [r.rdtype for r in found.results] == ["A", "AAAA"]
+
+
+@pytest.mark.parametrize("failing", ["A", "AAAA"])
+def test_one_failed_lookup_is_kept_beside_the_other_answer(
+        fake: Callable[..., FakeResolver], failing: str) -> None:
+    def script(q: dns.message.Message, s: socket.socket) -> list:
+        if dns.rdatatype.to_text(q.question[0].rdtype) == failing:
+            r = dns.message.make_response(q)
+            r.set_rcode(dns.rcode.SERVFAIL)
+            return [r.to_wire()]
+        return [answer(q)]
+
+    server = fake(script)
+    resolver = resolver_for(("127.0.0.1", server.port))
+    found = asyncio.run(resolver.lookup_addresses("www.example.ac.jp"))
+    assert [f.rdtype for f in found.failures] == [failing]
+    assert found.addresses == (["2001:db8::1"] if failing == "A" else ["192.0.2.1"])
+    assert asyncio.run(resolver.resolve_addresses("www.example.ac.jp")) == found.addresses

@@ -303,22 +303,35 @@ class Resolver:
         return result
 
     async def lookup_addresses(self, domain: str) -> AddressLookup:
-        """A then AAAA, each answer and failure kept (for their DNSSEC status)."""
+        """A and AAAA, asked at once (the validation waits for one round trip, not
+        two); kept in that order: the A addresses first, each answer and failure
+        (for their DNSSEC status). Any other error than LookupFailed propagates and
+        the other lookup is cancelled."""
+        tasks = [asyncio.ensure_future(self._lookup_or_failure(domain, t)) for t in ("A", "AAAA")]
+        try:
+            outcomes = await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:  # no-op when done; stops the other one after an error
+                task.cancel()
         addresses: list[str] = []
         results: list[LookupResult] = []
         failures: list[LookupFailed] = []
-        for rdtype in ("A", "AAAA"):
-            try:
-                result = await self.lookup(domain, rdtype)
-            except LookupFailed as exc:
-                failures.append(exc)
+        for outcome in outcomes:
+            if isinstance(outcome, LookupFailed):
+                failures.append(outcome)
                 continue
-            results.append(result)
-            addresses.extend(r.address for r in result.records)
+            results.append(outcome)
+            addresses.extend(r.address for r in outcome.records)
         return AddressLookup(addresses, results, failures)
 
+    async def _lookup_or_failure(self, domain: str, rdtype: str) -> LookupResult | LookupFailed:
+        try:
+            return await self.lookup(domain, rdtype)
+        except LookupFailed as exc:
+            return exc
+
     async def resolve_addresses(self, domain: str) -> list[str]:
-        """A then AAAA; [] when the name has neither. Raises LookupFailed only when
+        """A addresses then AAAA; [] when the name has neither. Raises LookupFailed only when
         no address was found and at least one of the two lookups failed."""
         found = await self.lookup_addresses(domain)
         if not found.addresses and found.failures:
