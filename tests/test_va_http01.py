@@ -217,3 +217,38 @@ def test_redirect_to_a_host_that_cannot_be_sent_is_recorded() -> None:
     record = validate(Web({CHALLENGE: lambda h: redirect("http://bücher.example.ac.jp/x")}))
     assert not record.ok and record.problem == "connection"
     assert "LocalProtocolError" in record.error
+
+
+def test_a_dripping_response_is_bounded_as_a_whole() -> None:
+    """Headers at once, then the body a byte every 0.2 s: each read is quick, but
+    the whole response must be in within the timeout (1 s here), not 1 s per byte."""
+    from kakuin.va import httpfetch
+
+    async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+            for _ in range(100):
+                writer.write(b"x")
+                await writer.drain()
+                await asyncio.sleep(0.2)
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def run() -> float:
+        server = await asyncio.start_server(drip, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        resp = await httpfetch.get("127.0.0.1", port, "/", [("Host", "a.example")], timeout=1.0)
+        try:
+            with pytest.raises(httpfetch.ReadTimeout):
+                await resp.read_body(8192)
+        finally:
+            resp.close()
+            server.close()
+        return loop.time() - t0
+
+    assert asyncio.run(run()) < 2.0

@@ -145,7 +145,7 @@ class Response:
     _conn: h11.Connection
     _reader: asyncio.StreamReader
     _writer: asyncio.StreamWriter
-    _timeout: float
+    _deadline: float  # loop time by which the whole response must be in
 
     def header(self, name: str) -> str | None:
         """All values of ``name`` joined with ", " (as httpx did); None when absent."""
@@ -158,7 +158,7 @@ class Response:
         decoder = _Decoder([c for c in codings if c])
         body = b""
         while True:
-            event = await _next_event(self._conn, self._reader, self._timeout)
+            event = await _next_event(self._conn, self._reader, self._deadline)
             if isinstance(event, h11.Data):
                 body += decoder.decode(bytes(event.data), limit - len(body))
                 if len(body) > limit:
@@ -173,7 +173,7 @@ class Response:
         self._writer.transport.abort()
 
 
-async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader, timeout: float) -> object:
+async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader, deadline: float) -> object:
     while True:
         try:
             event = conn.next_event()
@@ -182,7 +182,7 @@ async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader, timeou
         if event is not h11.NEED_DATA:
             return event
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout_at(deadline):
                 data = await reader.read(READ_SIZE)
         except TimeoutError:
             raise ReadTimeout("timed out reading the response") from None
@@ -198,7 +198,9 @@ async def get(address: str, port: int, target: str, headers: list[tuple[str, str
               timeout: float, sni: str | None = None, source: str = "") -> Response:
     """GET ``target`` from ``address``:``port`` (TLS with SNI ``sni`` when given) and
     read the status and headers. ``timeout`` bounds the connection (with the TLS
-    handshake) and each read and write, as httpx's ``Timeout(timeout)`` did. The
+    handshake), the request's write, and then the whole response (headers and
+    body): a server that drips its answer a byte at a time cannot hold a
+    validation longer than that (httpx bounded each read, not their sum). The
     caller closes the response."""
     conn = h11.Connection(h11.CLIENT)
     try:
@@ -225,14 +227,15 @@ async def get(address: str, port: int, target: str, headers: list[tuple[str, str
             raise WriteTimeout("timed out sending the request") from None
         except (OSError, ssl.SSLError) as exc:
             raise WriteError(str(exc) or type(exc).__name__) from None
+        deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            event = await _next_event(conn, reader, timeout)
+            event = await _next_event(conn, reader, deadline)
             if isinstance(event, h11.InformationalResponse):
                 continue  # 1xx: the final response follows
             if not isinstance(event, h11.Response):
                 raise RemoteProtocolError(f"unexpected {type(event).__name__}")
             head = [(bytes(k).decode("latin-1"), _text(bytes(v))) for k, v in event.headers]
-            return Response(event.status_code, head, conn, reader, writer, timeout)
+            return Response(event.status_code, head, conn, reader, writer, deadline)
     except BaseException:
         writer.transport.abort()
         raise
