@@ -92,3 +92,38 @@ def test_two_processes_publish_at_once(tmp_path, pg_database) -> None:  # type: 
         assert ca.id
     finally:
         ctx.db.dispose()
+
+
+@pytest.mark.postgres
+def test_ocsp_refresh_stores_and_replaces_on_postgres(tmp_path, pg_database) -> None:  # type: ignore[no-untyped-def]
+    """The refresh pass stores its responses with one upsert per batch: new rows
+    on the first pass, replaced rows (newer thisUpdate) when they are due."""
+    import datetime as dt
+
+    from cryptography.x509 import ocsp
+
+    from kakuin.clock import UTC, FixedClock
+    from kakuin.context import Context
+    from kakuin.status.repos import OCSPRepo
+    from tests.status_helpers import issue_dv
+
+    d = tmp_path / "data"
+    res = kakuin(d, "init", "--data-dir", str(d), "--database-url", pg_database)
+    assert res.returncode == 0, res.stderr
+    ctx = Context.open(d, clock=FixedClock(dt.datetime.now(UTC)), migrate=False)
+    try:
+        serials = [issue_dv(ctx, f"w{i}.example.ac.jp").serial for i in range(5)]
+        assert ctx.ocsp.refresh_due(batch=2) >= 5  # three batches
+        assert ctx.ocsp.refresh_due() == 0
+        with ctx.db.session() as s:
+            first = {sn: OCSPRepo(s).response(sn, "sha1").this_update for sn in serials}  # type: ignore[union-attr]
+        ctx.clock.advance(dt.timedelta(days=3, seconds=1))  # type: ignore[attr-defined]
+        assert ctx.ocsp.refresh_due(batch=2) >= 5
+        with ctx.db.session() as s:
+            for sn in serials:
+                row = OCSPRepo(s).response(sn, "sha1")
+                assert row is not None and row.this_update > first[sn] and row.status == "good"
+                resp = ocsp.load_der_ocsp_response(row.der)
+                assert resp.serial_number == int(sn, 16) and resp.certificate_status == ocsp.OCSPCertStatus.GOOD
+    finally:
+        ctx.db.dispose()

@@ -52,7 +52,6 @@ from kakuin.ca.issuer import throwaway_key
 from kakuin.ca.lint import CertificateLinter, blocking
 from kakuin.clock import UTC, Clock, as_utc
 from kakuin.errors import LintError, NotFound
-from kakuin.status.models import OCSPResponse
 from kakuin.status.repos import OCSPRepo
 from kakuin.status.responder import LoadedResponder, ResponderService
 from kakuin.store.db import Database
@@ -260,35 +259,43 @@ class OCSPService:
 
     def presign(self, cert: Certificate, alg: str = "sha1") -> Answer:
         """Sign and store the response for one certificate."""
-        answer = self.sign(cert.issuer_id, int(cert.serial, 16), alg, status_of(cert))
-        assert answer.this_update and answer.next_update
-        with self.db.session() as s:
-            OCSPRepo(s).store(
-                OCSPResponse(
-                    serial=cert.serial,
-                    hash_alg=alg,
-                    issuer_id=cert.issuer_id,
-                    status="revoked" if cert.revoked_at else "good",
-                    this_update=answer.this_update,
-                    next_update=answer.next_update,
-                    der=answer.der,
-                )
-            )
-        return answer
+        return self.presign_many([(cert, alg)])[0]
 
-    def refresh_due(self, limit: int = 1000) -> int:
-        """Pre-sign missing responses and re-sign those due; returns how many."""
+    def presign_many(self, items: list[tuple[Certificate, str]]) -> list[Answer]:
+        """Sign the responses of many (certificate, CertID hash) pairs, then store
+        them in one transaction (one upsert statement)."""
+        answers, rows = [], []
+        for cert, alg in items:
+            answer = self.sign(cert.issuer_id, int(cert.serial, 16), alg, status_of(cert))
+            assert answer.this_update and answer.next_update
+            answers.append(answer)
+            rows.append({
+                "serial": cert.serial,
+                "hash_alg": alg,
+                "issuer_id": cert.issuer_id,
+                "status": "revoked" if cert.revoked_at else "good",
+                "this_update": answer.this_update,
+                "next_update": answer.next_update,
+                "der": answer.der,
+            })
+        with self.db.session() as s:
+            OCSPRepo(s).store_many(rows)
+        return answers
+
+    def refresh_due(self, limit: int = 1000, batch: int = 250) -> int:
+        """Pre-sign missing responses and re-sign those due; returns how many.
+        Stored ``batch`` at a time: a pass over newly issued certificates costs a
+        signature each and one transaction per batch, not one per certificate."""
         now = self.clock.now()
         with self.db.session() as s:
             certs = list(OCSPRepo(s).certificates_due(now, now - REFRESH_AFTER, limit))
             others = [(r.serial, r.hash_alg) for r in OCSPRepo(s).other_hashes_due(now - REFRESH_AFTER, limit)]
-        for cert in certs:
-            self.presign(cert)
-        for serial, alg in others:
-            with self.db.session() as s:
-                cert = CertificateRepo(s).by_serial(serial)
-            self.presign(cert, alg)
-        return len(certs) + len(others)
+            by_serial = {c.serial: c for c in CertificateRepo(s).by_serials([sn for sn, _ in others])}
+            s.expunge_all()
+        items = [(c, "sha1") for c in certs] + [(by_serial[sn], alg) for sn, alg in others if sn in by_serial]
+        for i in range(0, len(items), batch):
+            self.presign_many(items[i:i + batch])
+        return len(items)
 
     def on_revoked(self, serials: list[str]) -> None:
         """Re-sign at once the stored responses of newly revoked certificates."""

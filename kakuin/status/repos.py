@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import String, and_, delete, or_, select, type_coerce, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -148,6 +150,21 @@ class OCSPRepo:
 
     def store(self, row: OCSPResponse) -> None:
         self.s.merge(row)
+
+    def store_many(self, rows: list[dict[str, Any]]) -> None:
+        """Insert or replace many responses in one statement (executemany): the
+        refresh stores a pass's responses together instead of a merge (SELECT,
+        then INSERT or UPDATE) and a commit per certificate."""
+        if not rows:
+            return
+        t = OCSPResponse.__table__
+        upsert = pg_insert if self.s.get_bind().dialect.name == "postgresql" else sqlite_insert
+        stmt = upsert(t)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[t.c.serial, t.c.hash_alg],
+            set_={c: stmt.excluded[c] for c in ("issuer_id", "status", "this_update", "next_update", "der")},
+        )
+        self.s.execute(stmt, rows)
 
     def forget(self, serial: str) -> None:
         self.s.execute(delete(OCSPResponse).where(OCSPResponse.serial == serial))

@@ -96,6 +96,13 @@ class CertificateRepo:
             raise NotFound(f"no certificate with serial {serial}")
         return cert
 
+    def by_serials(self, serials: list[str]) -> Sequence[Certificate]:
+        out: list[Certificate] = []
+        for i in range(0, len(serials), 500):  # bounded IN lists
+            chunk = [sn.lower() for sn in serials[i:i + 500]]
+            out += self.s.scalars(select(Certificate).where(Certificate.serial.in_(chunk))).all()
+        return out
+
     def find(self, f: CertificateFilter) -> Sequence[Certificate]:
         q: Select[tuple[Certificate]] = select(Certificate)
         if f.issuer_id is not None:
