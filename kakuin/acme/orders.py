@@ -168,8 +168,8 @@ class OrderFlow:
         self, account: Account, view: OrderView, key: Any, cns: list[str]
     ) -> OrderView:
         """CAA for every name, then claim the order and issue (one thread-pool hop)."""
-        caa = await self._check_caa(account, view)
-        return await offload(self._claim_and_issue, account, view, key, cns, caa)
+        caa, valid = await self._check_caa(account, view)
+        return await offload(self._claim_and_issue, account, view, key, cns, caa, valid)
 
     def _claim_and_issue(
         self,
@@ -178,9 +178,10 @@ class OrderFlow:
         key: Any,
         cns: list[str],
         caa: list[ValidationRecord],
+        valid: list[Challenge],
     ) -> OrderView:
         with self.acme.ledger.pinned():  # one pooled connection for the ACME rows
-            return self._claim_and_issue_pinned(account, view, key, cns, caa)
+            return self._claim_and_issue_pinned(account, view, key, cns, caa, valid)
 
     def _claim_and_issue_pinned(
         self,
@@ -189,6 +190,7 @@ class OrderFlow:
         key: Any,
         cns: list[str],
         caa: list[ValidationRecord],
+        valid: list[Challenge],
     ) -> OrderView:
         order_id = view.order.id
         if not self._claim(order_id):
@@ -218,10 +220,12 @@ class OrderFlow:
             raise
         self._set_order(order_id, status="valid", certificate_serial=issued)
         try:
-            self._link_evidence(view, caa, issued)
+            self._link_evidence(view, caa, valid, issued)
         except Exception:  # issued already; the evidence rows stay, unlinked: say so loudly
             log.exception("linking validation evidence to %s failed", issued)
-        return self.acme.order(account.id, order_id)
+        # What was just written, without reading it back: the stored status is
+        # final ("valid") and the authorizations did not change.
+        return OrderView(replace(view.order, status="valid", certificate_serial=issued), view.authzs, "valid")
 
     def _check_key(self, req: Authenticated, key: Any) -> None:
         spki = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
@@ -231,13 +235,14 @@ class OrderFlow:
         profile = self.issuance.profile(self.acme.config.acme.profile)
         check_key(key, profile.key_rules, self.issuance.ledger.is_blocked)
 
-    async def _check_caa(self, account: Account, view: OrderView) -> list[ValidationRecord]:
-        """CAA for every name before every issuance (BR 3.2.2.8; RFC 8659)."""
-        methods = {
-            c.authz_id: c.type
-            for c in self.acme.ledger.challenges([a.id for a in view.authzs])
-            if c.status == "valid"
-        }
+    async def _check_caa(
+        self, account: Account, view: OrderView
+    ) -> tuple[list[ValidationRecord], list[Challenge]]:
+        """CAA for every name before every issuance (BR 3.2.2.8; RFC 8659); the
+        records and the order's valid challenges (whose evidence is linked to the
+        certificate)."""
+        valid = [c for c in self.acme.ledger.challenges([a.id for a in view.authzs]) if c.status == "valid"]
+        methods = {c.authz_id: c.type for c in valid}
         uri = self.acme.urls.account(account.id)
         checks = [
             self.va.check_caa(
@@ -253,15 +258,14 @@ class OrderFlow:
                     rule="caa",
                     field=rec.domain,
                 )
-        return list(records)
+        return list(records), valid
 
-    def _link_evidence(self, view: OrderView, caa: list[ValidationRecord], serial: str) -> None:
+    def _link_evidence(self, view: OrderView, caa: list[ValidationRecord], valid: list[Challenge],
+                       serial: str) -> None:
         """Tie the validation evidence (MPIC, issue #6) of the order's challenges and
         CAA checks to the certificate, for audit (kakuin show SERIAL)."""
         from kakuin.va.evidence import check_ids_of, link_certificate
 
-        chals = self.acme.ledger.challenges([a.id for a in view.authzs])
-        valid = [c for c in chals if c.status == "valid"]
         items = [(cid, c.authz_id) for c in valid for cid in check_ids_of([c.record])]
         link_certificate(self.db, serial, [*items, *check_ids_of(caa)], order_id=view.order.id,
                          now=self.clock.now())
