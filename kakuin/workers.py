@@ -15,6 +15,7 @@ own SO_REUSEPORT socket of that port. ``serve_app`` is also the single-process
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing as mp
 import os
@@ -73,11 +74,21 @@ def serve_app(ctx: Context, host: str, port: int, ocsp_port: int = 0, *, reuse_p
     lean OCSP listener (``status.ocsp_server``) on host:ocsp_port, in one event
     loop until SIGTERM or SIGINT. Both answer OCSP from the same ``ctx.ocsp``."""
     from kakuin.app import create_app
+    from kakuin.status.http import warm
     from kakuin.status.ocsp_front import OCSPFront
     from kakuin.status.ocsp_server import OCSPServer
 
     config = uvicorn_config(create_app(ctx), host=host, port=port)
     server = _Server(config)
+    try:
+        warm(ctx)
+    except Exception:  # the first requests will load what failed here, and say why
+        log.exception("loading the CAs and the linter before serving failed")
+    # What is loaded now lives as long as the process (modules, keys, the
+    # linter's ~200k objects): keep it out of the cyclic collector's full
+    # passes, which otherwise scanned it all (~100 ms) in the middle of requests.
+    gc.collect()
+    gc.freeze()
 
     async def main() -> None:
         if ocsp_port:

@@ -47,6 +47,23 @@ class CertificateLinter:
             self._containers[key] = c
         return c
 
+    def preload(self) -> None:
+        """Build the container of the certificates ACME issues (DV final
+        certificates) now, not on a worker's first finalize (~150 ms)."""
+        from pkilint.cabf import serverauth
+        from pkilint.cabf.serverauth import serverauth_constants
+        from pkilint.pkix import certificate
+
+        ctype = serverauth_constants.CertificateType.DV_FINAL_CERTIFICATE
+        with self._lock:
+            self._container(
+                ("serverauth", str(ctype)),
+                lambda: certificate.create_pkix_certificate_validator_container(
+                    serverauth.create_decoding_validators(),
+                    serverauth.create_validators(ctype),
+                ),
+            )
+
     def lint(self, der: bytes, linter: Linter) -> list[Finding]:
         """All findings of NOTICE severity and above."""
         from pkilint import finding_filter, loader
@@ -104,6 +121,8 @@ class CertificateLinter:
             for r in results
             for fd in r.finding_descriptions
         ]
+        del results
+        _dismantle(doc)
         findings += house_rules(der)
         return findings
 
@@ -161,6 +180,25 @@ def _findings(results: Any) -> list[Finding]:
         for r in results
         for fd in r.finding_descriptions
     ]
+
+
+def _dismantle(doc: Any) -> None:
+    """Break the reference cycles of a linted pkilint document (node ↔ parent,
+    document ↔ root) so that reference counting frees its ~300 nodes at once.
+    Left to the cyclic garbage collector, every certificate's tree cost a
+    share of frequent collections (~0.9 ms per ACME order) and, once enough
+    had piled up, a full collection of ~100 ms in the middle of requests."""
+    root = getattr(doc, "root", None)
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        children = getattr(node, "children", None)
+        if children:
+            stack.extend(children.values())
+            node.children = {}
+        node.parent = None
+        node.document = None
+    doc.root = None
 
 
 def index_validators(container: Any) -> None:

@@ -196,8 +196,8 @@ def refresh_once(ctx: Context) -> None:
 
 def warm(ctx: Context) -> None:
     """Load what every request will need before taking any: the issuing CAs'
-    signers and the OCSP responders (decrypting a CA key costs 40-300 ms, which
-    would otherwise land on the first requests of each worker)."""
+    signers (decrypting a CA key costs 40-300 ms, which would otherwise land on
+    the first requests of each worker) and the pre-issuance linter's container."""
     from kakuin.policy.profiles import Purpose
 
     now = ctx.clock.now()
@@ -206,6 +206,8 @@ def warm(ctx: Context) -> None:
             ctx.authorities.issuing_now(ctx.db, purpose, now)
         except Exception:  # no CA for this purpose (or not yet): nothing to load
             continue
+    if ctx.config.policy.lint and ctx.config.acme.enabled:
+        ctx.linter.preload()
 
 
 @contextlib.contextmanager
