@@ -344,21 +344,21 @@ class ACMELedger:
     @contextlib.contextmanager
     def pinned(self) -> Iterator[None]:
         """Everything this thread asks of the ledger inside the block uses one
-        pooled connection: an ACME request (authentication, nonce, its object)
-        checked out one instead of three to five. Each write method still
-        commits its own statements when it returns (or rolls them back when it
-        raises), so the nonce stays used when the work after it is refused."""
+        pooled connection, in autocommit: an ACME request (authentication, nonce,
+        its object) checked out one instead of three to five, and on PostgreSQL
+        sends no BEGIN/COMMIT around its reads and one-statement writes (each is
+        atomic on its own). A write of several statements still gets its own
+        transaction (``_write(single=False)``); a nonce stays used when the work
+        after it is refused."""
         if getattr(self._pin, "conn", None) is not None:
             yield
             return
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             self._pin.conn = conn
             try:
                 yield
             finally:
                 self._pin.conn = None
-                if conn.in_transaction():
-                    conn.rollback()  # only reads are left open: nothing to keep
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -370,24 +370,22 @@ class ACMELedger:
             yield conn
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def _write(self, *, single: bool) -> Iterator[Connection]:
+        """``single``: the block runs one statement whose effect stands alone (or
+        several that need not be atomic together), so the pinned autocommit
+        connection serves; otherwise one transaction on its own connection."""
         conn = getattr(self._pin, "conn", None)
-        if conn is None:
-            with self.engine.begin() as conn:
-                yield conn
-            return
-        try:
+        if conn is not None and single:
             yield conn
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
+            return
+        with self.engine.begin() as conn:
+            yield conn
 
     # -- nonces and accounts --------------------------------------------------
     def redeem_nonce(self, nonce: str, now: dt.datetime, purge_before: dt.datetime | None = None) -> bool:
         """Record the nonce as used: True only for the one caller whose INSERT
         added the row (kakuin.acme.nonces)."""
-        with self._write() as conn:
+        with self._write(single=True) as conn:
             won = conn.execute(self._nonce_use, {"nonce": nonce, "created_at": now}).first() is not None
             if purge_before is not None:
                 conn.execute(self._nonce_purge, {"older_than": purge_before})
@@ -527,19 +525,19 @@ class ACMELedger:
             return (Challenge(**row._mapping), Authorization(**a._mapping)) if a is not None else None
 
     def claim_challenge(self, challenge_id: int, authz_id: int) -> bool:
-        with self._write() as conn:
+        with self._write(single=True) as conn:
             r = conn.execute(self._claim_challenge, {"cid": challenge_id, "aid": authz_id})
             return (r.rowcount or 0) == 1
 
     def record_validation(
         self, challenge_id: int, authz_id: int, challenge: dict[str, Any], authz: dict[str, Any]
     ) -> None:
-        with self._write() as conn:
+        with self._write(single=False) as conn:
             conn.execute(self._set_challenge.values(**challenge), {"_id": challenge_id})
             conn.execute(self._set_authz.values(**authz), {"_id": authz_id})
 
     def set_authz(self, authz_id: int, **values: object) -> None:
-        with self._write() as conn:
+        with self._write(single=True) as conn:
             conn.execute(self._set_authz.values(**values), {"_id": authz_id})
 
     def new_order(
@@ -559,7 +557,7 @@ class ACMELedger:
         nothing), then reuse the account's valid authorization per (base name,
         wildcard) or make a pending one with its challenges; then the order.
         ``challenge_types(wildcard)`` and ``token()`` come from the service."""
-        with self._write() as conn:
+        with self._write(single=False) as conn:
             if limits is not None:
                 if self._lock_account is not None:
                     # PostgreSQL: one newOrder per account at a time, so two processes
@@ -605,11 +603,11 @@ class ACMELedger:
 
     def claim_order(self, order_id: int) -> bool:
         """pending → processing, once: the database decides which request wins."""
-        with self._write() as conn:
+        with self._write(single=True) as conn:
             return (conn.execute(self._claim_order, {"_id": order_id}).rowcount or 0) == 1
 
     def set_order(self, order_id: int, **values: object) -> None:
-        with self._write() as conn:
+        with self._write(single=True) as conn:
             conn.execute(self._set_order.values(**values), {"_id": order_id})
 
     def certificate(self, serial: str) -> Any:
