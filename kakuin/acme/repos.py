@@ -332,6 +332,7 @@ class ACMELedger:
         self._cert = cert
         self._cred_kid = select(e.c.kid).where(e.c.id == bindparam("id"))
         self._limit_statements: dict[tuple[bool, bool, bool, bool], Any] = {}
+        self._sqlite = engine.dialect.name == "sqlite"
         self._lock_account = (
             select(a.c.id).where(a.c.id == bindparam("id")).with_for_update(key_share=True)
             if engine.dialect.name == "postgresql"
@@ -559,6 +560,12 @@ class ACMELedger:
         ``challenge_types(wildcard)`` and ``token()`` come from the service."""
         with self._write(single=False) as conn:
             if limits is not None:
+                if self._sqlite:
+                    # SQLite: take the write lock before counting, so that another
+                    # connection (thread or process) cannot count the same free
+                    # place between this count and this insert (pysqlite would
+                    # only BEGIN, deferred, at the first INSERT).
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
                 if self._lock_account is not None:
                     # PostgreSQL: one newOrder per account at a time, so two processes
                     # cannot both pass a per-account limit at its last free place.
