@@ -169,21 +169,14 @@ class OrderFlow:
     ) -> OrderView:
         """CAA for every name, then claim the order and issue (one thread-pool hop)."""
         caa, valid = await self._check_caa(account, view)
-        return await offload(self._claim_and_issue, account, view, key, cns, caa, valid)
+
+        def job() -> OrderView:
+            with self.acme.ledger.pinned():  # one pooled connection for the ACME rows
+                return self._claim_and_issue(account, view, key, cns, caa, valid)
+
+        return await offload(job)
 
     def _claim_and_issue(
-        self,
-        account: Account,
-        view: OrderView,
-        key: Any,
-        cns: list[str],
-        caa: list[ValidationRecord],
-        valid: list[Challenge],
-    ) -> OrderView:
-        with self.acme.ledger.pinned():  # one pooled connection for the ACME rows
-            return self._claim_and_issue_pinned(account, view, key, cns, caa, valid)
-
-    def _claim_and_issue_pinned(
         self,
         account: Account,
         view: OrderView,
