@@ -184,3 +184,32 @@ def test_full_pipeline_on_postgresql(tmp_path) -> None:  # type: ignore[no-untyp
         with ctx.db.session() as s:
             assert CertificateRepo(s).by_serial(issued.serial).state == "issued"
         ctx.db.dispose()
+
+
+def test_postgres_lock_wait_is_bounded() -> None:
+    """A statement waiting on a row another session holds fails after the lock
+    timeout (an error naming the wait), instead of hanging its request; the
+    defaults are in the session."""
+    import time
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    with fresh_database() as url:
+        holder, waiter = Database(url), Database(url, lock_timeout_ms=300)
+        try:
+            with holder.engine.begin() as c:
+                c.execute(text("CREATE TABLE t (id int PRIMARY KEY)"))
+                c.execute(text("INSERT INTO t VALUES (1)"))
+            with holder.engine.connect() as c:
+                assert c.execute(text("SHOW lock_timeout")).scalar() == "30s"
+                assert c.execute(text("SHOW idle_in_transaction_session_timeout")).scalar() == "5min"
+            with holder.engine.begin() as c:
+                c.execute(text("SELECT id FROM t WHERE id = 1 FOR UPDATE"))
+                t0 = time.monotonic()
+                with pytest.raises(OperationalError, match="lock timeout"), waiter.engine.begin() as w:
+                    w.execute(text("UPDATE t SET id = 2 WHERE id = 1"))
+                assert time.monotonic() - t0 < 5
+        finally:
+            holder.dispose()
+            waiter.dispose()

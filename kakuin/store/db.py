@@ -53,14 +53,29 @@ def _checked_in(_dbapi_connection: Any, record: Any) -> None:
     record.info["checked_in"] = time.monotonic()
 
 
+# PostgreSQL: how long a statement may wait for a row or table lock, and how
+# long a session may sit idle inside a transaction, before the server ends it.
+# Nothing in kakuin holds a lock for more than a moment; without these a lock
+# left by a stuck client (or a bug) would hang every request that needs the
+# row, silently and for ever. With them the waiter fails with an error that
+# names the wait (SQLite's equivalent is busy_timeout, 10 s, above).
+PG_LOCK_TIMEOUT_MS = 30_000
+PG_IDLE_IN_TRANSACTION_MS = 300_000
+
+
 class Database:
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, lock_timeout_ms: int = PG_LOCK_TIMEOUT_MS) -> None:
         self.url = url
         kwargs: dict[str, object] = {"echo": echo}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
         else:
             kwargs.update(pool_size=10, max_overflow=20)
+            if url.startswith("postgresql"):
+                kwargs["connect_args"] = {
+                    "options": f"-c lock_timeout={int(lock_timeout_ms)} "
+                    f"-c idle_in_transaction_session_timeout={PG_IDLE_IN_TRANSACTION_MS}"
+                }
         self.engine: Engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
