@@ -204,6 +204,16 @@ def test_postgres_lock_wait_is_bounded() -> None:
             with holder.engine.connect() as c:
                 assert c.execute(text("SHOW lock_timeout")).scalar() == "30s"
                 assert c.execute(text("SHOW idle_in_transaction_session_timeout")).scalar() == "5min"
+            # options given in the URL (a schema, say) are kept beside ours
+            with holder.engine.begin() as c:
+                c.execute(text("CREATE SCHEMA s1"))
+            with_schema = Database(f"{url}?options=-csearch_path%3Ds1")
+            try:
+                with with_schema.engine.connect() as c:
+                    assert c.execute(text("SHOW search_path")).scalar() == "s1"
+                    assert c.execute(text("SHOW lock_timeout")).scalar() == "30s"
+            finally:
+                with_schema.dispose()
             with holder.engine.begin() as c:
                 c.execute(text("SELECT id FROM t WHERE id = 1 FOR UPDATE"))
                 t0 = time.monotonic()

@@ -10,7 +10,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import create_engine, event, exc
+from sqlalchemy import create_engine, event, exc, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -72,9 +72,13 @@ class Database:
         else:
             kwargs.update(pool_size=10, max_overflow=20)
             if url.startswith("postgresql"):
+                # Added to the URL's own libpq options (e.g. -csearch_path=…), which
+                # connect_args would otherwise replace; the URL's come last and win.
+                own = make_url(url).query.get("options", "")
+                own = " ".join(own) if isinstance(own, tuple) else own
                 kwargs["connect_args"] = {
                     "options": f"-c lock_timeout={int(lock_timeout_ms)} "
-                    f"-c idle_in_transaction_session_timeout={PG_IDLE_IN_TRANSACTION_MS}"
+                    f"-c idle_in_transaction_session_timeout={PG_IDLE_IN_TRANSACTION_MS} {own}".strip()
                 }
         self.engine: Engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):
