@@ -317,10 +317,18 @@ async def load(directory: str, n: int, c: int, eab: list[tuple[str, str]] | None
     return res
 
 
+def log_file(work: Path, name: str) -> Any:
+    """Where a server's stderr goes: a file, never an undrained pipe (a server
+    that logs 64 KiB into a pipe nobody reads blocks, and the run would stall)."""
+    return (work / f"{name}.stderr.log").open("ab")
+
+
 def wait_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
     for _ in range(600):
         if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+            log = Path(proc.stderr_path) if hasattr(proc, "stderr_path") else None  # type: ignore[attr-defined]
+            tail = log.read_text(errors="replace")[-4000:] if log is not None and log.exists() else ""
+            raise RuntimeError(f"{what} exited: {tail}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -357,7 +365,9 @@ def start_kakuin(work: Path, dns_port: int, http01: int, db_url: str | None, cli
         creds.append((j["kid"], j["hmac_key"]))
     kakuin_cli(data, "ocsp", "refresh", env=env)  # CRL shards and OCSP responders, once
     serve = ["serve", "--data-dir", str(data)] + (["--workers", str(workers)] if workers != 1 else [])
-    proc = subprocess.Popen([str(BIN / "kakuin"), *serve], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = log_file(work, data.name)
+    proc = subprocess.Popen([str(BIN / "kakuin"), *serve], env=env, stdout=subprocess.DEVNULL, stderr=err)
+    proc.stderr_path = err.name  # type: ignore[attr-defined]
     wait_port(port, proc, "kakuin serve")
     return proc, f"http://127.0.0.1:{port}/acme/directory", creds
 
@@ -387,7 +397,8 @@ def start_pebble(work: Path, dns_port: int, http01: int) -> tuple[subprocess.Pop
     env = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0", PEBBLE_AUTHZREUSE="0")
     proc = subprocess.Popen([shutil.which("pebble") or "/usr/bin/pebble", "-config", str(work / "pebble.json"),
                              "-dnsserver", f"127.0.0.1:{dns_port}"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=(err := log_file(work, "pebble")))
+    proc.stderr_path = err.name  # type: ignore[attr-defined]
     wait_port(port, proc, "pebble")
     return proc, f"https://127.0.0.1:{port}/dir"
 
