@@ -27,15 +27,21 @@ def openssl_ocsp(url: str, issuer: Path, *args: str) -> str:
     return res.stdout + res.stderr
 
 
-def test_openssl_ocsp_good_revoked_unknown(make_ctx, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def issued_files(make_ctx, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A DV certificate issued in a fresh data dir, and its leaf, issuing CA and
+    roots as PEM files for openssl; the context is closed for a server to use."""
     ctx = make_ctx()
     issued = issue_dv(ctx)
-    d = ctx.config.data_dir
     leaf, inter, roots = tmp_path / "leaf.pem", tmp_path / "inter.pem", tmp_path / "roots.pem"
     leaf.write_bytes(pem(issued.certificate))
     inter.write_bytes(pem(issued.chain[0]))
     roots.write_bytes(all_roots_pem(ctx))
     ctx.db.dispose()
+    return ctx.config.data_dir, issued, leaf, inter, roots
+
+
+def test_openssl_ocsp_good_revoked_unknown(make_ctx, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    d, issued, leaf, inter, roots = issued_files(make_ctx, tmp_path)
     server = Server(d)
     try:
         url = server.url + "/ocsp"
@@ -91,14 +97,7 @@ def test_lean_listener_with_two_workers(make_ctx, tmp_path) -> None:  # type: ig
 
     from tests.status_helpers import free_port
 
-    ctx = make_ctx()
-    issued = issue_dv(ctx)
-    d = ctx.config.data_dir
-    leaf, inter, roots = tmp_path / "leaf.pem", tmp_path / "inter.pem", tmp_path / "roots.pem"
-    leaf.write_bytes(pem(issued.certificate))
-    inter.write_bytes(pem(issued.chain[0]))
-    roots.write_bytes(all_roots_pem(ctx))
-    ctx.db.dispose()
+    d, issued, leaf, inter, roots = issued_files(make_ctx, tmp_path)
     ocsp_port = free_port()
     server = Server(d, "--workers", "2", "--ocsp-port", str(ocsp_port))
     try:
