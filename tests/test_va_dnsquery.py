@@ -59,11 +59,19 @@ class FakeResolver:
 
     def __init__(self, script: Script, address: str = "127.0.0.1", *, tcp_address: str = "192.0.2.53") -> None:
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        self.udp = socket.socket(family, socket.SOCK_DGRAM)
-        self.udp.bind((address, 0))
-        self.port = self.udp.getsockname()[1]
-        self.tcp = socket.socket(family, socket.SOCK_STREAM)
-        self.tcp.bind((address, self.port))
+        for _ in range(50):  # UDP and TCP on one port number: another process may hold its TCP side
+            self.udp = socket.socket(family, socket.SOCK_DGRAM)
+            self.udp.bind((address, 0))
+            self.port = self.udp.getsockname()[1]
+            self.tcp = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                self.tcp.bind((address, self.port))
+                break
+            except OSError:
+                self.udp.close()
+                self.tcp.close()
+        else:
+            raise OSError(f"no port free for both UDP and TCP on {address}")
         self.tcp.listen(4)
         self.address = address
         self.script = script
