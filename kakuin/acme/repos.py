@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Iterator, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
@@ -44,6 +45,7 @@ from kakuin.acme.models import (
     Order,
 )
 from kakuin.clock import as_utc
+from kakuin.store.fast import Prepared, UpdatesById
 from kakuin.store.models import Certificate, Institution, InstitutionDomain
 
 
@@ -301,9 +303,6 @@ class ACMELedger:
             )
             .values(status="processing")
         )
-        self._set_challenge = update(c).where(c.c.id == bindparam("_id"))
-        self._set_authz = update(z).where(z.c.id == bindparam("_id"))
-        self._set_order = update(o).where(o.c.id == bindparam("_id"))
         self._claim_order = (
             update(o)
             .where(o.c.id == bindparam("_id"), o.c.status == "pending")
@@ -338,6 +337,20 @@ class ACMELedger:
             if engine.dialect.name == "postgresql"
             else None
         )
+        # What every request runs, on the driver's cursor (kakuin.store.fast).
+        fast = engine.dialect
+        self._f_nonce_use = Prepared(self._nonce_use, fast)
+        self._f_account = Prepared(self._account, fast)
+        self._f_order = Prepared(self._order, fast)
+        self._f_authz = Prepared(self._authz, fast)
+        self._f_challenges = Prepared(self._challenges, fast)
+        self._f_challenge = Prepared(self._challenge, fast)
+        self._f_claim_challenge = Prepared(self._claim_challenge, fast)
+        self._f_claim_order = Prepared(self._claim_order, fast)
+        self._f_certificate = Prepared(self._certificate, fast)
+        self._f_set_challenge = UpdatesById(c, fast)
+        self._f_set_authz = UpdatesById(z, fast)
+        self._f_set_order = UpdatesById(o, fast)
         inst = Institution.__table__
         self._institution_name = select(inst.c.name_en).where(inst.c.id == bindparam("id"))
 
@@ -387,15 +400,15 @@ class ACMELedger:
         """Record the nonce as used: True only for the one caller whose INSERT
         added the row (kakuin.acme.nonces)."""
         with self._write(single=True) as conn:
-            won = conn.execute(self._nonce_use, {"nonce": nonce, "created_at": now}).first() is not None
+            won = self._f_nonce_use.first(conn, {"nonce": nonce, "created_at": now}) is not None
             if purge_before is not None:
                 conn.execute(self._nonce_purge, {"older_than": purge_before})
         return won
 
     def account(self, account_id: int) -> Account | None:
         with self._read() as conn:
-            row = conn.execute(self._account, {"id": account_id}).first()
-        return Account(**row._mapping) if row is not None else None
+            row = self._f_account.first(conn, {"id": account_id})
+        return Account(**row) if row is not None else None
 
     def allowed_domains(self, cred_id: int | None, institution_id: int | None) -> list[str] | None:
         """The names an account may order: the credential's list, else its institution's."""
@@ -494,24 +507,27 @@ class ACMELedger:
 
     # -- orders, authorizations, challenges -------------------------------------
     def _authzs_of(self, conn: Connection, ids: list[int]) -> list[Authorization]:
+        if len(ids) == 1:  # most orders: one name, one statement without an IN list
+            row = self._f_authz.first(conn, {"id": ids[0]})
+            return [Authorization(**row)] if row is not None else []
         rows = {r.id: Authorization(**r._mapping) for r in conn.execute(self._authzs, {"ids": ids})}
         return [rows[i] for i in ids if i in rows]
 
     def order(self, order_id: int) -> tuple[Order, list[Authorization]] | None:
         with self._read() as conn:
-            row = conn.execute(self._order, {"id": order_id}).first()
+            row = self._f_order.first(conn, {"id": order_id})
             if row is None:
                 return None
-            o = Order(**row._mapping)
+            o = Order(**row)
             return o, self._authzs_of(conn, list(o.authz_ids))
 
     def authz(self, authz_id: int) -> tuple[Authorization, list[Challenge]] | None:
         with self._read() as conn:
-            row = conn.execute(self._authz, {"id": authz_id}).first()
+            row = self._f_authz.first(conn, {"id": authz_id})
             if row is None:
                 return None
-            chals = conn.execute(self._challenges, {"authz_id": authz_id})
-            return Authorization(**row._mapping), [Challenge(**c._mapping) for c in chals]
+            chals = self._f_challenges.all(conn, {"authz_id": authz_id})
+            return Authorization(**row), [Challenge(**c) for c in chals]
 
     def challenges(self, authz_ids: list[int]) -> list[Challenge]:
         with self._read() as conn:
@@ -519,27 +535,26 @@ class ACMELedger:
 
     def challenge(self, challenge_id: int) -> tuple[Challenge, Authorization] | None:
         with self._read() as conn:
-            row = conn.execute(self._challenge, {"id": challenge_id}).first()
+            row = self._f_challenge.first(conn, {"id": challenge_id})
             if row is None:
                 return None
-            a = conn.execute(self._authz, {"id": row.authz_id}).first()
-            return (Challenge(**row._mapping), Authorization(**a._mapping)) if a is not None else None
+            a = self._f_authz.first(conn, {"id": row["authz_id"]})
+            return (Challenge(**row), Authorization(**a)) if a is not None else None
 
     def claim_challenge(self, challenge_id: int, authz_id: int) -> bool:
         with self._write(single=True) as conn:
-            r = conn.execute(self._claim_challenge, {"cid": challenge_id, "aid": authz_id})
-            return (r.rowcount or 0) == 1
+            return self._f_claim_challenge.rowcount(conn, {"cid": challenge_id, "aid": authz_id}) == 1
 
     def record_validation(
         self, challenge_id: int, authz_id: int, challenge: dict[str, Any], authz: dict[str, Any]
     ) -> None:
         with self._write(single=False) as conn:
-            conn.execute(self._set_challenge.values(**challenge), {"_id": challenge_id})
-            conn.execute(self._set_authz.values(**authz), {"_id": authz_id})
+            self._f_set_challenge(conn, challenge_id, challenge)
+            self._f_set_authz(conn, authz_id, authz)
 
     def set_authz(self, authz_id: int, **values: object) -> None:
         with self._write(single=True) as conn:
-            conn.execute(self._set_authz.values(**values), {"_id": authz_id})
+            self._f_set_authz(conn, authz_id, values)
 
     def new_order(
         self,
@@ -611,12 +626,14 @@ class ACMELedger:
     def claim_order(self, order_id: int) -> bool:
         """pending → processing, once: the database decides which request wins."""
         with self._write(single=True) as conn:
-            return (conn.execute(self._claim_order, {"_id": order_id}).rowcount or 0) == 1
+            return self._f_claim_order.rowcount(conn, {"_id": order_id}) == 1
 
     def set_order(self, order_id: int, **values: object) -> None:
         with self._write(single=True) as conn:
-            conn.execute(self._set_order.values(**values), {"_id": order_id})
+            self._f_set_order(conn, order_id, values)
 
     def certificate(self, serial: str) -> Any:
+        """The certificate's row (attributes der, issuer_id, state, …) or None."""
         with self._read() as conn:
-            return conn.execute(self._certificate, {"serial": serial.lower()}).first()
+            row = self._f_certificate.first(conn, {"serial": serial.lower()})
+        return SimpleNamespace(**row) if row is not None else None

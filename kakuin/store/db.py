@@ -66,7 +66,7 @@ PG_IDLE_IN_TRANSACTION_MS = 300_000
 class Database:
     def __init__(self, url: str, *, echo: bool = False, lock_timeout_ms: int = PG_LOCK_TIMEOUT_MS) -> None:
         self.url = url
-        kwargs: dict[str, object] = {"echo": echo}
+        kwargs: dict[str, object] = {"echo": echo, "pool_use_lifo": True}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
         else:

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kakuin.errors import NotFound
+from kakuin.store.fast import InsertsReturningId, Prepared
 from kakuin.store.models import (
     BlockedKey,
     Certificate,
@@ -226,6 +227,7 @@ class IssuanceLedger:
         self.engine = engine
         # Reads without a transaction (no BEGIN/ROLLBACK round trips on PostgreSQL).
         self.reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.autocommit = self.reader  # also for writes of one statement
         table = Certificate.__table__
         self._insert = insert(table)
         self._insert_returning = insert(table).returning(table.c.id, sort_by_parameter_order=True)
@@ -243,19 +245,27 @@ class IssuanceLedger:
         self._approved = select(dom.c.domain).where(
             dom.c.institution_id == bindparam("id"), dom.c.approved.is_(True)
         ).order_by(dom.c.id)
+        # One per certificate: on the driver's cursor (kakuin.store.fast).
+        d = engine.dialect
+        self._f_institution = Prepared(self._institution, d)
+        self._f_approved = Prepared(self._approved, d)
+        self._f_blocked = Prepared(self._blocked, d)
+        self._f_insert = InsertsReturningId(table, d)
+        self._f_linted = Prepared(self._linted, d)
+        self._f_issued = Prepared(self._issued, d)
 
     def institution(self, name_en: str) -> InstitutionFacts:
         """As ``InstitutionRepo.by_name`` (NotFound when unknown), without the ORM."""
         with self.reader.connect() as conn:
-            row = conn.execute(self._institution, {"name": name_en}).first()
+            row = self._f_institution.first(conn, {"name": name_en})
             if row is None:
                 raise NotFound(f"no institution named {name_en!r}")
-            domains = tuple(conn.execute(self._approved, {"id": row.id}).scalars())
-        return InstitutionFacts(row.id, row.name_en, row.confirmed_until, domains)
+            domains = tuple(r["domain"] for r in self._f_approved.all(conn, {"id": row["id"]}))
+        return InstitutionFacts(row["id"], row["name_en"], row["confirmed_until"], domains)
 
     def is_blocked(self, spki_sha256: str) -> bool:
         with self.reader.connect() as conn:
-            return conn.execute(self._blocked, {"h": spki_sha256}).first() is not None
+            return self._f_blocked.first(conn, {"h": spki_sha256}) is not None
 
     def reserve_many(self, rows: list[dict[str, object]]) -> list[int | None] | None:
         """Record intents in one transaction. A row whose key is on the blocklist
@@ -264,10 +274,13 @@ class IssuanceLedger:
         hashes = list({str(r["spki_sha256"]) for r in rows})
         try:
             with self.engine.begin() as conn:
-                blocked = set(conn.execute(self._blocked_any, {"hs": hashes}).scalars()) if hashes else set()
+                if len(hashes) == 1:  # one key (every ACME order): no IN list
+                    blocked = {hashes[0]} if self._f_blocked.first(conn, {"h": hashes[0]}) else set()
+                else:
+                    blocked = set(conn.execute(self._blocked_any, {"hs": hashes}).scalars()) if hashes else set()
                 allowed = [r for r in rows if r["spki_sha256"] not in blocked]
                 if len(allowed) == 1:
-                    new_ids = [int(conn.execute(self._insert, allowed[0]).inserted_primary_key[0])]
+                    new_ids = [self._f_insert(conn, allowed[0])]
                 elif allowed:
                     # One multi-row INSERT … RETURNING (SQLAlchemy "insertmanyvalues"),
                     # ids in the order of the rows.
@@ -279,13 +292,14 @@ class IssuanceLedger:
         except IntegrityError:
             return None
 
+    # One statement each, atomic on its own: an autocommit connection, no BEGIN.
     def mark_linted(self, cert_id: int, at: dt.datetime) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(self._linted, {"_id": cert_id, "at": at})
+        with self.autocommit.connect() as conn:
+            self._f_linted.rowcount(conn, {"_id": cert_id, "at": at})
 
     def mark_issued(self, cert_id: int, der: bytes, at: dt.datetime) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(self._issued, {"_id": cert_id, "der": der, "at": at})
+        with self.autocommit.connect() as conn:
+            self._f_issued.rowcount(conn, {"_id": cert_id, "der": der, "at": at})
 
     def mark_issued_many(self, done: list[tuple[int, bytes]], at: dt.datetime) -> None:
         if not done:
