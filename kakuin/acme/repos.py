@@ -17,7 +17,6 @@ from sqlalchemy import (
     delete,
     exists,
     func,
-    insert,
     literal_column,
     null,
     select,
@@ -45,7 +44,7 @@ from kakuin.acme.models import (
     Order,
 )
 from kakuin.clock import as_utc
-from kakuin.store.fast import Prepared, UpdatesById
+from kakuin.store.fast import InsertsReturningId, Prepared, UpdatesById
 from kakuin.store.models import Certificate, Institution, InstitutionDomain
 
 
@@ -320,9 +319,6 @@ class ACMELedger:
             .order_by(z.c.expires.desc())
             .limit(1)
         )
-        self._insert_authz = insert(z)
-        self._insert_challenge = insert(c)
-        self._insert_order = insert(o)
         self._cred_domains = select(e.c.domains).where(e.c.id == bindparam("id"))
         self._inst_domains = select(d.c.domain).where(
             and_(d.c.institution_id == bindparam("id"), d.c.approved.is_(True))
@@ -351,8 +347,17 @@ class ACMELedger:
         self._f_set_challenge = UpdatesById(c, fast)
         self._f_set_authz = UpdatesById(z, fast)
         self._f_set_order = UpdatesById(o, fast)
+        self._f_reusable = Prepared(self._reusable, fast)
+        self._f_insert_authz = InsertsReturningId(z, fast)
+        self._f_insert_challenge = InsertsReturningId(c, fast)
+        self._f_insert_order = InsertsReturningId(o, fast)
+        self._f_cred_domains = Prepared(self._cred_domains, fast)
+        self._f_inst_domains = Prepared(self._inst_domains, fast)
+        self._f_cred_kid = Prepared(self._cred_kid, fast)
+        self._f_lock_account = Prepared(self._lock_account, fast) if self._lock_account is not None else None
         inst = Institution.__table__
         self._institution_name = select(inst.c.name_en).where(inst.c.id == bindparam("id"))
+        self._f_institution_name = Prepared(self._institution_name, fast)
 
     # -- connections ------------------------------------------------------------
     @contextlib.contextmanager
@@ -416,18 +421,21 @@ class ACMELedger:
             return None
         with self._read() as conn:
             if cred_id is not None:
-                domains = conn.execute(self._cred_domains, {"id": cred_id}).scalar()
+                row = self._f_cred_domains.first(conn, {"id": cred_id})
+                domains = row["domains"] if row is not None else None
                 if domains and domains.strip():
                     return str(domains).split()
-            return list(conn.execute(self._inst_domains, {"id": institution_id}).scalars())
+            return [r["domain"] for r in self._f_inst_domains.all(conn, {"id": institution_id})]
 
     def credential_kid(self, cred_id: int) -> str | None:
         with self._read() as conn:
-            return conn.execute(self._cred_kid, {"id": cred_id}).scalar()
+            row = self._f_cred_kid.first(conn, {"id": cred_id})
+            return row["kid"] if row is not None else None
 
     def institution_name(self, institution_id: int) -> str | None:
         with self._read() as conn:
-            return conn.execute(self._institution_name, {"id": institution_id}).scalar()
+            row = self._f_institution_name.first(conn, {"id": institution_id})
+            return row["name_en"] if row is not None else None
 
     # -- rate limits (kakuin.acme.limits) -----------------------------------------
     def _limit_counts(self, conn: Connection, q: LimitQuery) -> list[Count]:
@@ -531,6 +539,8 @@ class ACMELedger:
 
     def challenges(self, authz_ids: list[int]) -> list[Challenge]:
         with self._read() as conn:
+            if len(authz_ids) == 1:
+                return [Challenge(**c) for c in self._f_challenges.all(conn, {"authz_id": authz_ids[0]})]
             return [Challenge(**c._mapping) for c in conn.execute(self._challenges_of, {"ids": authz_ids})]
 
     def challenge(self, challenge_id: int) -> tuple[Challenge, Authorization] | None:
@@ -581,20 +591,19 @@ class ACMELedger:
                     # place between this count and this insert (pysqlite would
                     # only BEGIN, deferred, at the first INSERT).
                     conn.exec_driver_sql("BEGIN IMMEDIATE")
-                if self._lock_account is not None:
+                if self._f_lock_account is not None:
                     # PostgreSQL: one newOrder per account at a time, so two processes
                     # cannot both pass a per-account limit at its last free place.
                     # NO KEY UPDATE does not block the FK checks of other inserts.
-                    conn.execute(self._lock_account, {"id": account_id})
+                    self._f_lock_account.first(conn, {"id": account_id})
                 enforce(limits, self._limit_counts(conn, limits))
             authzs: list[Authorization] = []
             for base, wildcard in names:
-                row = conn.execute(
-                    self._reusable,
-                    {"account_id": account_id, "identifier": base, "wildcard": wildcard, "now": now},
-                ).first()
+                row = self._f_reusable.first(
+                    conn, {"account_id": account_id, "identifier": base, "wildcard": wildcard, "now": now}
+                )
                 if row is not None:
-                    authzs.append(Authorization(**row._mapping))
+                    authzs.append(Authorization(**row))
                     continue
                 values = {
                     "account_id": account_id,
@@ -605,19 +614,14 @@ class ACMELedger:
                     "validated_at": None,
                     "created_at": now,
                 }
-                aid = int(conn.execute(self._insert_authz, values).inserted_primary_key[0])
+                aid = self._f_insert_authz(conn, values)
                 tok = token()
-                conn.execute(
-                    self._insert_challenge,
-                    [
-                        {"authz_id": aid, "type": t, "token": tok, "status": "pending"}
-                        for t in challenge_types(wildcard)
-                    ],
-                )
+                for t in challenge_types(wildcard):
+                    self._f_insert_challenge(conn, {"authz_id": aid, "type": t, "token": tok, "status": "pending"})
                 authzs.append(Authorization(id=aid, **values))
             values = dict(order, account_id=account_id, authz_ids=[a.id for a in authzs])
             values["expires"] = min([now + order_lifetime] + [as_utc(a.expires) for a in authzs])
-            oid = int(conn.execute(self._insert_order, values).inserted_primary_key[0])
+            oid = self._f_insert_order(conn, values)
             full = {"status": "pending", "error": None, "certificate_serial": None, "replaces": None}
             full.update(values)
             full.pop("names_hash", None)  # stored, not part of the view
