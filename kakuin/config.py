@@ -55,6 +55,13 @@ class ServerConfig(_Model):
 
 class DatabaseConfig(_Model):
     url: str = ""  # empty: SQLite file in the data directory
+    # Where an ACME request's database work runs (kakuin.http.run_database_work):
+    # "thread" hands it to a worker thread, "inline" runs it on the event loop,
+    # "auto" is inline on SQLite (a local file: statements take microseconds
+    # and a write lock is held for milliseconds, so the thread hand-off and the
+    # GIL hand-backs cost more than the work) and thread on PostgreSQL (network
+    # round trips must not stall the loop).
+    work: Literal["auto", "inline", "thread"] = "auto"
 
 
 class KeysConfig(_Model):

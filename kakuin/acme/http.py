@@ -4,7 +4,8 @@ documents through ``kakuin.acme.problems`` only. Every response to a POST
 carries a fresh Replay-Nonce (§6.5) and a Link to the directory (§7.1).
 
 The database work of a request (authentication, nonce, the service call) runs
-in one thread-pool hop (``authed``); the event loop only parses and renders.
+as one step (``authed``): on the event loop with SQLite, in one thread-pool hop
+with PostgreSQL (``kakuin.http.run_database_work``, ``DatabaseConfig.work``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from kakuin.acme.errors import Malformed
 from kakuin.acme.problems import problem_for
 from kakuin.acme.service import Authenticated
 from kakuin.errors import KakuinError, NotFound
-from kakuin.http import BodyTooLarge, offload, problem_response, read_body
+from kakuin.http import BodyTooLarge, problem_response, read_body, run_database_work
 
 if TYPE_CHECKING:
     from kakuin.context import Context
@@ -48,6 +49,7 @@ def acme_routes(ctx: Context) -> list[BaseRoute]:
     if not ctx.config.acme.enabled:
         return []
     acme, flow, ari = ctx.acme.service, ctx.acme.flow, ctx.acme.ari
+    inline = flow.inline_db  # database work on the loop or in a thread (DatabaseConfig.work)
     urls = acme.urls
     index_link = f'<{urls.directory}>;rel="index"'
 
@@ -80,7 +82,8 @@ def acme_routes(ctx: Context) -> list[BaseRoute]:
     async def authed(
         request: Request, work: Callable[[Authenticated], T], use: str = "kid"
     ) -> tuple[Authenticated, T]:
-        """Authenticate the POST and run ``work`` on it, in one thread-pool hop.
+        """Authenticate the POST and run ``work`` on it, in one database-work step
+        (``run_database_work``: on the event loop or in one thread-pool hop).
         The response's nonce, issued with the redemption, is kept for the
         response even when ``work`` refuses."""
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -101,7 +104,7 @@ def acme_routes(ctx: Context) -> list[BaseRoute]:
                 return req, work(req)
 
         try:
-            return await offload(job)
+            return await run_database_work(inline, job)
         finally:
             if issued:
                 _NEXT_NONCE.set(issued[0])
@@ -264,7 +267,7 @@ def acme_routes(ctx: Context) -> list[BaseRoute]:
             _, (pem, alts, up) = await authed(request, load)
             headers = await nonce_headers()
         else:
-            pem, alts, up = await offload(load)
+            pem, alts, up = await run_database_work(inline, load)
             headers = {}
         resp = Response(pem, media_type="application/pem-certificate-chain", headers=headers)
         resp.headers.append("Link", f'<{up}>;rel="up"')
@@ -277,7 +280,7 @@ def acme_routes(ctx: Context) -> list[BaseRoute]:
         return Response(status_code=200, headers=await nonce_headers())
 
     async def renewal_info(request: Request) -> Response:
-        info = await offload(ari.renewal_info, request.path_params["cert_id"])
+        info = await run_database_work(inline, ari.renewal_info, request.path_params["cert_id"])
         return JSONResponse(info.json(), headers={"Retry-After": str(info.retry_after)})
 
     r = "/acme"

@@ -36,7 +36,7 @@ from kakuin.acme.service import (
 from kakuin.ca.issuer import IssuanceService, IssueRequest, csr_names, parse_csr
 from kakuin.clock import as_utc
 from kakuin.errors import BadCSR, CAAError, KakuinError, NotFound, Unauthorized
-from kakuin.http import offload
+from kakuin.http import database_work_inline, run_database_work
 from kakuin.policy.keys import check_key
 from kakuin.ra.revocation import RevocationService
 from kakuin.store.models import Certificate
@@ -70,6 +70,11 @@ class OrderFlow:
         self.db = acme.db
         self.clock = acme.clock
         self._tasks: set[asyncio.Task[None]] = set()
+        # Database work on the event loop or in a thread (DatabaseConfig.work);
+        # issuance also signs, so it stays in a thread when the CA keys are on
+        # a PKCS#11 token, whose calls may wait on the device.
+        self.inline_db = database_work_inline(acme.config)
+        self.inline_issue = self.inline_db and acme.config.keys.backend == "file"
 
     # -- challenges ------------------------------------------------------------
     def respond(self, req: Authenticated, challenge_id: int) -> tuple[bool, Challenge, Authorization]:
@@ -114,7 +119,7 @@ class OrderFlow:
                 error=f"internal error during validation ({type(exc).__name__})",
                 problem="serverInternal",
             )
-        return await offload(self._record, c, a.id, rec)
+        return await run_database_work(self.inline_db, self._record, c, a.id, rec)
 
     def _record(self, c: Challenge, authz_id: int, rec: ValidationRecord) -> Challenge:
         now = self.clock.now()
@@ -141,7 +146,7 @@ class OrderFlow:
 
     # -- finalization -------------------------------------------------------------
     async def finalize(self, req: Authenticated, order_id: int) -> OrderView:
-        view, key, cns = await offload(self.check_finalize, req, order_id)
+        view, key, cns = await run_database_work(self.inline_db, self.check_finalize, req, order_id)
         return await self.complete_finalize(req.acct, view, key, cns)
 
     def check_finalize(self, req: Authenticated, order_id: int) -> tuple[OrderView, Any, list[str]]:
@@ -167,14 +172,14 @@ class OrderFlow:
     async def complete_finalize(
         self, account: Account, view: OrderView, key: Any, cns: list[str]
     ) -> OrderView:
-        """CAA for every name, then claim the order and issue (one thread-pool hop)."""
+        """CAA for every name, then claim the order and issue (one database-work step)."""
         caa, valid = await self._check_caa(account, view)
 
         def job() -> OrderView:
             with self.acme.ledger.pinned():  # one pooled connection for the ACME rows
                 return self._claim_and_issue(account, view, key, cns, caa, valid)
 
-        return await offload(job)
+        return await run_database_work(self.inline_issue, job)
 
     def _claim_and_issue(
         self,
