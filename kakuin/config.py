@@ -257,6 +257,7 @@ def load_config(data_dir: Path, env: dict[str, str] | None = None) -> Config:
     raw["data_dir"] = data_dir
     overrides = {
         "KAKUIN_DATABASE_URL": ("database", "url"),
+        "KAKUIN_DATABASE_WORK": ("database", "work"),
         "KAKUIN_BASE_URL": ("server", "base_url"),
         "KAKUIN_LISTEN": ("server", "listen"),
         "KAKUIN_OCSP_PORT": ("server", "ocsp_port"),
