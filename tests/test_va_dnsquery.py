@@ -229,6 +229,25 @@ def test_refused_port_moves_on_to_the_next_nameserver(fake: Callable[..., FakeRe
         ask(resolver_for(("127.0.0.1", dead_port)))
 
 
+def test_silent_nameserver_leaves_time_for_the_next(fake: Callable[..., FakeResolver]) -> None:
+    """resolv.conf lists two nameservers and the first never answers: it gets
+    half of the lifetime, and the second answers within the other half."""
+    silent = fake(lambda q, s: [])
+    server = fake(lambda q, s: [answer(q)])
+    start = time.monotonic()
+    msg = ask(resolver_for(("127.0.0.1", silent.port), ("127.0.0.1", server.port), timeout=1.0))
+    took = time.monotonic() - start
+    assert addresses(msg) == ["192.0.2.1"]
+    assert len(silent.queries) == 1 and len(server.queries) == 1
+    assert took > 0.45, took  # the first one had its half (the answer at all shows the second had time)
+    # Both silent: the whole lifetime, then a timeout.
+    other = fake(lambda q, s: [])
+    start = time.monotonic()
+    with pytest.raises(NoResponse, match="timeout after 1s"):
+        ask(resolver_for(("127.0.0.1", silent.port), ("127.0.0.1", other.port), timeout=1.0))
+    assert 0.95 < time.monotonic() - start < 1.5
+
+
 def test_ipv6_resolver(fake: Callable[..., FakeResolver]) -> None:
     try:
         server = fake(lambda q, s: [answer(q)], "::1")
