@@ -159,3 +159,33 @@ def test_dropped_postgresql_connection_is_invalidated() -> None:
                 assert ledger._f_account.first(conn, {"id": 1}) is not None
         finally:
             db.dispose()
+
+
+def test_sqlite_autocommit_pool_keeps_prepared_statements(tmp_path: Path) -> None:
+    """Database.autocommit on SQLite is a pool of its own, in autocommit from the
+    start: a checkout and checkin runs no statement (the per-checkout switch of
+    execution_options ran PRAGMA read_uncommitted on checkin, which expires every
+    prepared statement of the connection), and writes through it are committed."""
+    db = Database(f"sqlite:///{tmp_path}/fast.db")
+    db.migrate()
+    traced: list[str] = []
+    with db.autocommit.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw.isolation_level is None  # type: ignore[union-attr]
+        raw.set_trace_callback(traced.append)  # type: ignore[union-attr]
+    ledger = ACMELedger(db.engine, db.autocommit)
+    for _ in range(3):
+        with ledger.pinned():
+            assert ledger.account(1) is None
+    assert traced and not [s for s in traced if "PRAGMA" in s.upper() or s.upper().startswith(("BEGIN", "COMMIT"))]
+    with ledger.pinned():
+        assert ledger.redeem_nonce("n", dt.datetime.now(UTC)) is True
+    with db.engine.connect() as other:  # another pool sees it: committed
+        assert other.execute(text("SELECT count(*) FROM acme_nonces")).scalar() == 1
+    # The per-checkout switch (what the ledgers used before) does run the pragma.
+    switched = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+    seen: list[str] = []
+    with switched.connect() as conn:
+        conn.connection.dbapi_connection.set_trace_callback(seen.append)  # type: ignore[union-attr]
+    assert any("read_uncommitted" in s for s in seen)
+    db.dispose()

@@ -113,7 +113,7 @@ class ACMEService:
         self.clock = clock
         self.eab = eab
         self.urls = URLs(config.server.base_url)
-        self.ledger = ACMELedger(db.engine)
+        self.ledger = ACMELedger(db.engine, db.autocommit)
         # Parsed account keys by (account id, RFC 7638 thumbprint). Only parsing
         # is cached: every request reads the account row, and a key change (here
         # or in another process) changes the thumbprint, so a stale key is never used.

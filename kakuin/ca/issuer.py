@@ -110,7 +110,7 @@ class IssuanceService:
         self.profiles = profiles
         self.clock = clock
         self.linter = linter if config.policy.lint else None
-        self.ledger = IssuanceLedger(db.engine)
+        self.ledger = IssuanceLedger(db.engine, db.autocommit)
         self._ext_cache: dict[tuple[str, int, int, bool], list[tuple[x509.ExtensionType, bool]]] = {}
 
     # -- policy ------------------------------------------------------------

@@ -223,10 +223,11 @@ class IssuanceLedger:
     short transaction. Semantics are those of ``CertificateRepo``.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, autocommit: Engine | None = None) -> None:
         self.engine = engine
         # Reads without a transaction (no BEGIN/ROLLBACK round trips on PostgreSQL).
-        self.reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # ``autocommit``: Database.autocommit (on SQLite a pool of its own, see there).
+        self.reader = autocommit or engine.execution_options(isolation_level="AUTOCOMMIT")
         self.autocommit = self.reader  # also for writes of one statement
         table = Certificate.__table__
         self._insert = insert(table)
