@@ -21,7 +21,6 @@ import multiprocessing as mp
 import os
 import signal
 import socket
-import sys
 import time
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -31,9 +30,6 @@ import uvicorn
 import uvloop
 
 from kakuin.errors import KakuinError
-
-# sys.setswitchinterval when database work runs in threads (see serve_app); Python's default is 5 ms.
-PG_SWITCH_INTERVAL = 0.0005
 
 if TYPE_CHECKING:
     from kakuin.context import Context
@@ -73,21 +69,6 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets=sockets)
 
 
-def tune_for_database_work(config: Any) -> None:
-    """Process settings that follow where database work runs (``[database] work``).
-
-    Database work in threads (PostgreSQL): a thread back from a round trip waits
-    for the GIL while the event loop runs, by default up to 5 ms. Handing it over
-    sooner served ~28 % more ACME orders per second under the load benchmark
-    (53.1 and 53.9 against 41.5 and 41.8 certs/s, interleaved), at less CPU per
-    order (22.9 against 29.0 ms). With the work on the loop (SQLite) it made no
-    difference that showed, and Python's default stays."""
-    from kakuin.http import database_work_inline
-
-    if not database_work_inline(config):
-        sys.setswitchinterval(PG_SWITCH_INTERVAL)
-
-
 def serve_app(ctx: Context, host: str, port: int, ocsp_port: int = 0, *, reuse_port: bool = False) -> None:
     """Serve the app of ``ctx`` on host:port and, when ``ocsp_port`` is set, the
     lean OCSP listener (``status.ocsp_server``) on host:ocsp_port, in one event
@@ -108,7 +89,6 @@ def serve_app(ctx: Context, host: str, port: int, ocsp_port: int = 0, *, reuse_p
     # passes, which otherwise scanned it all (~100 ms) in the middle of requests.
     gc.collect()
     gc.freeze()
-    tune_for_database_work(ctx.config)
 
     async def main() -> None:
         if ocsp_port:

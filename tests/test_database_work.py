@@ -103,18 +103,3 @@ def test_acme_work_runs_where_configured(
     assert all(s.startswith("ledger:kakuin-db") for s in ledger) is ledger_in_thread, seen
     assert any(s.startswith("ledger:kakuin-db") for s in ledger) is not (not ledger_in_thread), seen
     assert signs[0].startswith("sign:kakuin-db") is sign_in_thread, seen
-
-
-def test_threaded_database_work_shortens_the_switch_interval() -> None:
-    import sys
-
-    from kakuin.workers import PG_SWITCH_INTERVAL, tune_for_database_work
-
-    before = sys.getswitchinterval()
-    try:
-        tune_for_database_work(_cfg("auto", "sqlite:////d/kakuin.db"))
-        assert sys.getswitchinterval() == before
-        tune_for_database_work(_cfg("auto", "postgresql+psycopg://h/db"))
-        assert sys.getswitchinterval() == pytest.approx(PG_SWITCH_INTERVAL)
-    finally:
-        sys.setswitchinterval(before)
