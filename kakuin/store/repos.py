@@ -225,12 +225,11 @@ class IssuanceLedger:
 
     def __init__(self, engine: Engine, autocommit: Engine | None = None) -> None:
         self.engine = engine
-        # Reads without a transaction (no BEGIN/ROLLBACK round trips on PostgreSQL).
-        # ``autocommit``: Database.autocommit (on SQLite a pool of its own, see there).
+        # Autocommit: reads without a transaction (no BEGIN/ROLLBACK round trips on
+        # PostgreSQL) and writes of one statement. ``autocommit``:
+        # Database.autocommit (on SQLite a pool of its own, see there).
         self.reader = autocommit or engine.execution_options(isolation_level="AUTOCOMMIT")
-        self.autocommit = self.reader  # also for writes of one statement
         table = Certificate.__table__
-        self._insert = insert(table)
         self._insert_returning = insert(table).returning(table.c.id, sort_by_parameter_order=True)
         self._blocked = select(BlockedKey.spki_sha256).where(BlockedKey.spki_sha256 == bindparam("h"))
         self._blocked_any = select(BlockedKey.spki_sha256).where(
@@ -295,11 +294,11 @@ class IssuanceLedger:
 
     # One statement each, atomic on its own: an autocommit connection, no BEGIN.
     def mark_linted(self, cert_id: int, at: dt.datetime) -> None:
-        with self.autocommit.connect() as conn:
+        with self.reader.connect() as conn:
             self._f_linted.rowcount(conn, {"_id": cert_id, "at": at})
 
     def mark_issued(self, cert_id: int, der: bytes, at: dt.datetime) -> None:
-        with self.autocommit.connect() as conn:
+        with self.reader.connect() as conn:
             self._f_issued.rowcount(conn, {"_id": cert_id, "der": der, "at": at})
 
     def mark_issued_many(self, done: list[tuple[int, bytes]], at: dt.datetime) -> None:
