@@ -167,6 +167,13 @@ def public_jwk(jwk: dict[str, Any]) -> dict[str, Any]:
     return {k: jwk[k] for k in keep.get(str(jwk.get("kty")), ()) if k in jwk}
 
 
+# alg → (curve, coordinate size, signature algorithm): made once, not per request.
+_ECDSA = {
+    "ES256": ("secp256r1", 32, ec.ECDSA(hashes.SHA256())),
+    "ES384": ("secp384r1", 48, ec.ECDSA(hashes.SHA384())),
+}
+
+
 def verify(jws: ParsedJWS, key: AccountKey) -> None:
     """Check the signature with ``key`` and that alg fits the key (RFC 7518 §3)."""
     alg, data, sig = jws.alg, jws.signing_input, jws.signature
@@ -174,17 +181,13 @@ def verify(jws: ParsedJWS, key: AccountKey) -> None:
         if alg == "RS256" and isinstance(key, rsa.RSAPublicKey):
             key.verify(sig, data, padding.PKCS1v15(), hashes.SHA256())
         elif alg in ("ES256", "ES384") and isinstance(key, ec.EllipticCurvePublicKey):
-            want_curve, size, h = (
-                ("secp256r1", 32, hashes.SHA256())
-                if alg == "ES256"
-                else ("secp384r1", 48, hashes.SHA384())
-            )
+            want_curve, size, ecdsa = _ECDSA[alg]
             if key.curve.name != want_curve:
                 raise BadSignatureAlgorithm(f"{alg} does not match a {key.curve.name} key")
             if len(sig) != 2 * size:
                 raise Malformed("JWS signature has the wrong length")
             r, s = int.from_bytes(sig[:size], "big"), int.from_bytes(sig[size:], "big")
-            key.verify(encode_dss_signature(r, s), data, ec.ECDSA(h))
+            key.verify(encode_dss_signature(r, s), data, ecdsa)
         elif alg == "EdDSA" and isinstance(key, ed25519.Ed25519PublicKey):
             key.verify(sig, data)
         else:
