@@ -1,6 +1,8 @@
 """kakuin.ca.lint.index_validators only skips ``match`` calls that cannot
-succeed: on good and on deliberately broken certificates, pkilint's own
-containers and the indexed ones give the same findings, in the same order."""
+succeed, and kakuin's cache of decoded values changes no decoding: on good and
+on deliberately broken certificates, pkilint's own containers with pkilint's
+own decoder and the indexed ones with the cache give the same findings, in the
+same order."""
 
 from __future__ import annotations
 
@@ -13,13 +15,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from pkilint import loader
+from pkilint import document, loader
 from pkilint.cabf import serverauth, smime
 from pkilint.cabf.serverauth import serverauth_constants
 from pkilint.cabf.smime import smime_constants as sc
 from pkilint.pkix import certificate, extension, name
 
-from kakuin.ca.lint import index_validators
+from kakuin.ca.lint import _install_decode_cache, index_validators
 
 CA_KEY = ec.generate_private_key(ec.SECP256R1())
 NOW = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
@@ -40,7 +42,9 @@ def make(variant: str) -> bytes:
         .not_valid_before(NOW)
         .not_valid_after(NOW + dt.timedelta(days=days) - dt.timedelta(seconds=1))
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(CA_KEY.public_key()), False)
-        .add_extension(x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier("2.23.140.1.2.1"),
+        .add_extension(x509.UnrecognizedExtension(x509.oid.ExtensionOID.CERTIFICATE_POLICIES, b"\x04\x01\x00")
+                       if variant == "bad_policies_der" else
+                       x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier("2.23.140.1.2.1"),
                                                                         None)]), False)
         .add_extension(x509.AuthorityInformationAccess([x509.AccessDescription(
             x509.oid.AuthorityInformationAccessOID.CA_ISSUERS,
@@ -64,7 +68,7 @@ def make(variant: str) -> bytes:
 
 
 VARIANTS = ["good", "cn_not_in_san", "long", "no_san", "ip_san", "critical_san", "extra_eku", "critical_eku",
-            "no_ku", "ku_encipher", "ku_certsign", "basic_ca", "rsa1024"]
+            "no_ku", "ku_encipher", "ku_certsign", "basic_ca", "rsa1024", "bad_policies_der"]
 
 
 def findings(container, der: bytes) -> list[tuple[str, str, str, str]]:  # type: ignore[no-untyped-def]
@@ -77,7 +81,7 @@ def findings(container, der: bytes) -> list[tuple[str, str, str, str]]:  # type:
 
 
 @pytest.mark.parametrize("kind", ["dv", "smime", "pkix"])
-def test_indexed_containers_find_the_same(kind: str) -> None:
+def test_indexed_containers_find_the_same(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     def build():  # type: ignore[no-untyped-def]
         if kind == "dv":
             ctype = serverauth_constants.CertificateType.DV_FINAL_CERTIFICATE
@@ -95,10 +99,14 @@ def test_indexed_containers_find_the_same(kind: str) -> None:
 
     plain, indexed = build(), build()
     index_validators(indexed)
+    _install_decode_cache()
+    cached = document.decode_der
     total = 0
     for variant in VARIANTS:
         der = make(variant)
+        monkeypatch.setattr(document, "decode_der", cached.original)
         want = findings(plain, der)
+        monkeypatch.setattr(document, "decode_der", cached)
         assert findings(indexed, der) == want, variant
         assert findings(indexed, der) == want, variant  # and again, from the cached plans
         total += len(want)

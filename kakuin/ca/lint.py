@@ -19,6 +19,49 @@ from kakuin.policy.profiles import Linter
 
 _BLOCKING = ("FATAL", "ERROR")
 
+# Decoded values that recur from certificate to certificate (kakuin's own
+# extensions: AIA, CRL distribution points, policies, key usages, the issuer's
+# name attributes, the curve), by (DER bytes, schema object).
+_DECODED: dict[tuple[bytes, int], tuple[Any, Any, Any]] = {}
+_DECODED_MAX = 512
+_DECODED_BYTES = 512
+
+
+def _install_decode_cache() -> None:
+    """Let pkilint decode a recurring value once. pkilint decodes each extension's
+    and each name attribute's value with ``pyasn1_fasder.decode_der`` into pyasn1
+    objects, and building those objects is a third of a lint (~0.35 ms of a
+    ~3 ms DV certificate, of which the extensions that never change make most).
+    Decoding is a pure function of the bytes and the schema, and pkilint's
+    validators only read the decoded objects, so the same object may serve
+    every document; each document still builds its own nodes over it. Only
+    small substrates are kept (a certificate itself is never), the cache is
+    bounded, and a failed decode is never kept (its error is raised each time).
+    ``tests/test_lint_index.py`` compares findings with and without it."""
+    from pkilint import document
+
+    original = document.decode_der
+    if getattr(original, "kakuin_cached", False):
+        return
+
+    def decode_der(substrate: Any, asn1Spec: Any = None, **kwargs: Any) -> Any:  # noqa: N803 (pkilint's name)
+        raw = bytes(substrate)
+        if asn1Spec is None or kwargs or len(raw) > _DECODED_BYTES:
+            return original(substrate, asn1Spec=asn1Spec, **kwargs)
+        key = (raw, id(asn1Spec))
+        hit = _DECODED.get(key)
+        if hit is not None and hit[0] is asn1Spec:
+            return hit[1], hit[2]
+        decoded, rest = original(substrate, asn1Spec=asn1Spec)
+        if len(_DECODED) >= _DECODED_MAX:
+            _DECODED.clear()
+        _DECODED[key] = (asn1Spec, decoded, rest)
+        return decoded, rest
+
+    decode_der.kakuin_cached = True  # type: ignore[attr-defined]
+    decode_der.original = original  # type: ignore[attr-defined]
+    document.decode_der = decode_der
+
 
 @dataclass(frozen=True, slots=True)
 class Finding:
@@ -36,6 +79,7 @@ class CertificateLinter:
     """Reusable pkilint containers. Thread-safe (one lint at a time)."""
 
     def __init__(self) -> None:
+        _install_decode_cache()
         self._lock = threading.Lock()
         self._containers: dict[tuple[str, str], Any] = {}
 
@@ -231,19 +275,32 @@ def index_validators(container: Any) -> None:
         by_class: list[tuple[int, Any, type]] = []
         always: list[tuple[int, Any]] = []
         for i, v in enumerate(c.validators):
-            plain = type(v).match is NodeVisitor.match
-            if plain and v._path is not None:
+            # A candidate list only needs a necessary condition of ``match``: the
+            # exact path, else the PDU class. A regex, predicate or supertype
+            # test is still made by the ``match`` call itself.
+            if _guarded_by_nodevisitor(type(v)) and v._path is not None:
                 by_path.setdefault(v._path, []).append((i, v))
-            elif (plain and v._path_re is None and v._predicate is None and v._pdu_supertype is None
-                  and isinstance(v._pdu_class, type)):
+            elif _guarded_by_nodevisitor(type(v)) and isinstance(v._pdu_class, type):
                 by_class.append((i, v, v._pdu_class))
             else:
                 always.append((i, v))
-        plans: dict[tuple[str, type], list[Any]] = {}
+        plans: dict[tuple[str, type], list[tuple[Any, bool]]] = {}
 
-        def plan(path: str, pdu_type: type) -> list[Any]:
+        def plan(path: str, pdu_type: type) -> list[tuple[Any, bool]]:
+            """The validators that may match a node of this path and PDU type, in
+            order, each with whether ``match`` must still be asked. It need not
+            be for NodeVisitor's own ``match`` without a predicate or supertype
+            test: its path, regex and PDU-class tests depend on nothing else."""
             cands = always + by_path.get(path, []) + [(i, v) for i, v, k in by_class if issubclass(pdu_type, k)]
-            found = [v for _, v in sorted(cands, key=lambda t: t[0])]
+            found: list[tuple[Any, bool]] = []
+            for _, v in sorted(cands, key=lambda t: t[0]):
+                if type(v).match is NodeVisitor.match and v._predicate is None and v._pdu_supertype is None:
+                    if ((v._path is None or v._path == path)
+                            and (v._path_re is None or v._path_re.match(path) is not None)
+                            and (v._pdu_class is None or issubclass(pdu_type, v._pdu_class))):
+                        found.append((v, False))
+                else:
+                    found.append((v, True))
             if len(plans) < 50_000:
                 plans[(path, pdu_type)] = found
             return found
@@ -251,8 +308,8 @@ def index_validators(container: Any) -> None:
         def validate_rec(node: Any, results: list[Any]) -> None:
             key = (node.path, type(node.pdu))
             todo = plans.get(key)
-            for v in plan(*key) if todo is None else todo:
-                if v.match(node):
+            for v, ask in plan(*key) if todo is None else todo:
+                if not ask or v.match(node):
                     result = v.validate_wrapper(node)
                     if isinstance(result, list):
                         results += result
@@ -264,6 +321,29 @@ def index_validators(container: Any) -> None:
         c._validate_rec = validate_rec
 
     visit(container)
+
+
+# pkilint validator classes whose own ``match`` starts with ``super().match(node)``
+# (NodeVisitor's path and PDU-class test), read in pkilint 0.13's source; a
+# class is trusted only while the next ``match`` up its MRO is NodeVisitor's.
+_MATCH_CALLS_SUPER_FIRST = (
+    "pkilint.pkix.extension.ExtensionCriticalityValidator",
+    "pkilint.validation.TypeMatchingValidator",
+    "pkilint.cabf.cabf_name.ValidCountryCodeValidatorBase",
+    "pkilint.pkix.certificate.certificate_extension.ExtendedKeyUsageCriticalityValidator",
+)
+
+
+def _guarded_by_nodevisitor(cls: type) -> bool:
+    """Whether every ``match`` of ``cls`` is NodeVisitor.match, or a known one that
+    returns False whenever NodeVisitor.match would."""
+    from pkilint.document import NodeVisitor
+
+    definers = [k for k in cls.__mro__ if "match" in k.__dict__]
+    if not definers or definers[0] is NodeVisitor:
+        return True
+    name = f"{definers[0].__module__}.{definers[0].__qualname__}"
+    return name in _MATCH_CALLS_SUPER_FIRST and len(definers) > 1 and definers[1] is NodeVisitor
 
 
 def house_rules(der: bytes) -> list[Finding]:
