@@ -111,3 +111,25 @@ def test_indexed_containers_find_the_same(kind: str, monkeypatch: pytest.MonkeyP
         assert findings(indexed, der) == want, variant  # and again, from the cached plans
         total += len(want)
     assert total > 0  # the broken variants did produce findings
+
+
+def test_self_issued_from_the_bytes_is_pkilints() -> None:
+    """kakuin.ca.lint._preset_self_issued gives pkilint's own answer, for leaves
+    and for a self-issued certificate."""
+    from kakuin.ca.lint import _preset_self_issued
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"), x509.NameAttribute(NameOID.COMMON_NAME, "Root")])
+    root = (x509.CertificateBuilder().issuer_name(name).subject_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(NOW).not_valid_after(NOW + dt.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()).public_bytes(Encoding.DER))
+    answers = []
+    for der in [root, *(make(v) for v in ("good", "basic_ca", "no_san"))]:
+        theirs = loader.RFC5280CertificateDocumentLoader().load_der_document(der, "tbs")
+        ours = loader.RFC5280CertificateDocumentLoader().load_der_document(der, "tbs")
+        _preset_self_issued(ours, der)
+        assert "is_self_issued" in ours.__dict__
+        assert ours.is_self_issued == theirs.is_self_issued
+        answers.append(ours.is_self_issued)
+    assert answers == [True, False, False, False]

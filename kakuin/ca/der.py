@@ -50,6 +50,21 @@ def split_signed(der: bytes) -> tuple[bytes, bytes, bytes]:
     return tbs, alg, der[sig_start + 1 : sig_end]
 
 
+def issuer_and_subject(cert_der: bytes) -> tuple[bytes, bytes]:
+    """The DER of a certificate's issuer and subject Names, as they stand in it."""
+    tbs, _, _ = split_signed(cert_der)
+    _, offset, end = read_tlv(tbs, 0)
+    fields: list[bytes] = []
+    while offset < end and len(fields) < 6:
+        tag, _, nxt = read_tlv(tbs, offset)
+        if not (tag == 0xA0 and not fields):  # [0] version, when present, comes first
+            fields.append(tbs[offset:nxt])
+        offset = nxt
+    if len(fields) < 5 or fields[2][0] != 0x30 or fields[4][0] != 0x30:
+        raise ValueError("not a TBSCertificate")
+    return fields[2], fields[4]  # serialNumber, signature, issuer, validity, subject
+
+
 def assemble(tbs: bytes, algorithm: bytes, signature: bytes) -> bytes:
     """SEQUENCE { tbs, AlgorithmIdentifier, BIT STRING signature }"""
     return tlv(0x30, tbs + algorithm + tlv(0x03, b"\x00" + signature))

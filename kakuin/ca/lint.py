@@ -116,6 +116,7 @@ class CertificateLinter:
 
         with self._lock:
             doc = loader.RFC5280CertificateDocumentLoader().load_der_document(der, "tbs")
+            _preset_self_issued(doc, der)
             filters: list[Any] = []
             if linter is Linter.SERVERAUTH:
                 ctype = serverauth.determine_certificate_type(doc)
@@ -216,6 +217,21 @@ class CertificateLinter:
             doc = loader.RFC6960OCSPResponseDocumentLoader().load_der_document(der, "ocsp")
             results = self._container(("ocsp", ""), factory).validate(doc.root)
         return _findings(results)
+
+
+def _preset_self_issued(doc: Any, cert_der: bytes) -> None:
+    """pkilint's ``is_self_issued`` (asked first of all, to tell a root from the
+    rest) re-encodes the decoded issuer and subject with pyasn1 and compares
+    the encodings: ~0.2 ms of a ~2.7 ms lint. For the DER certificate pkilint
+    has just decoded, those encodings are the Names' bytes as they stand in the
+    certificate, so compare those. Anything unexpected leaves it to pkilint."""
+    from kakuin.ca import der as der_mod
+
+    try:
+        issuer, subject = der_mod.issuer_and_subject(cert_der)
+    except (ValueError, IndexError):
+        return
+    doc.__dict__.setdefault("is_self_issued", issuer == subject)
 
 
 def _findings(results: Any) -> list[Finding]:
