@@ -6,7 +6,7 @@ Order (DESIGN.md, Boulder's two-phase issuance):
    names, validity) — nothing is stored for a refused request;
 2. reserve a random serial (127 bits from ``secrets``; BR 7.1 wants ≥ 64) and
    record the intent; the database's unique constraint makes it unique;
-3. build the TBS and sign it with a throwaway key of the issuer's type; lint
+3. build the TBS and sign it with a throwaway key of the issuer's algorithm family; lint
    that with pkilint; any ERROR/FATAL marks the record failed and stops;
 4. sign the very same TBS bytes with the CA key; store the DER; return the
    leaf and the chain to install.
@@ -310,7 +310,13 @@ class IssuanceService:
         if self.linter is None and signer.private_key is not None:
             cert = builder.sign(signer.private_key, hash_alg)  # type: ignore[arg-type]
             return cert, cert.public_bytes(_DER)
-        draft = builder.sign(throwaway_key(signer.key_type), hash_alg).public_bytes(_DER)  # type: ignore[arg-type]
+        # The draft's TBS names only the algorithm family and hash (ecdsa-with-
+        # SHA384 has no curve; sha256WithRSAEncryption no key size), so the
+        # cheapest key of the family gives the very TBS the CA key then signs:
+        # a P-256 signature instead of a P-384 one (~30 µs, not ~150), RSA-2048
+        # instead of RSA-3072 or -4096.
+        draft_type = KeyType.RSA2048 if signer.key_type.is_rsa else KeyType.P256
+        draft = builder.sign(throwaway_key(draft_type), hash_alg).public_bytes(_DER)  # type: ignore[arg-type]
         if self.linter is not None:
             bad = blocking(self.linter.lint(draft, p.profile.linter))
             if bad:
