@@ -50,3 +50,20 @@ def test_lego_tlsalpn01(server: Server, tmp_path: Path) -> None:
     r = lego(server, tmp_path, name, "--tls", "--tls.port", f"127.0.0.1:{server.tlsalpn01_port}")
     assert r.returncode == 0, r.stdout + r.stderr
     lint(issued(tmp_path, name))
+
+
+@pytest.fixture
+def threaded_server(template_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
+    """The same server with its database work in the thread pool
+    (``[database] work = "thread"``, PostgreSQL's default) instead of on the loop."""
+    monkeypatch.setenv("KAKUIN_DATABASE_WORK", "thread")
+    yield from start_server(template_dir, tmp_path)
+
+
+def test_lego_http01_with_database_work_in_threads(threaded_server: Server, tmp_path: Path) -> None:
+    flow = threaded_server.ctx.acme.flow
+    assert not flow.inline_db and not flow.inline_issue
+    name = f"w.{DOMAIN}"
+    r = lego(threaded_server, tmp_path, name, "--http", "--http.port", f"127.0.0.1:{threaded_server.http01_port}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    lint(issued(tmp_path, name))
