@@ -294,9 +294,10 @@ def index_validators(container: Any) -> None:
             # A candidate list only needs a necessary condition of ``match``: the
             # exact path, else the PDU class. A regex, predicate or supertype
             # test is still made by the ``match`` call itself.
-            if _guarded_by_nodevisitor(type(v)) and v._path is not None:
+            guarded = _guarded_by_nodevisitor(type(v))
+            if guarded and v._path is not None:
                 by_path.setdefault(v._path, []).append((i, v))
-            elif _guarded_by_nodevisitor(type(v)) and isinstance(v._pdu_class, type):
+            elif guarded and isinstance(v._pdu_class, type):
                 by_class.append((i, v, v._pdu_class))
             else:
                 always.append((i, v))
