@@ -272,7 +272,7 @@ def _concurrent_orders(url: str) -> None:
                 s.add(acct)
                 s.flush()
                 aid = acct.id
-            ledger = ACMELedger(db.engine)
+            ledger = ACMELedger(db.engine, db.autocommit)
             limits = Limits(1, 3, BIG, 1, frozenset())
 
             def order(name: str) -> str:

@@ -49,7 +49,7 @@ def _fill(db: Database) -> dict[str, int]:
 def _same_as_sqlalchemy(db: Database) -> None:
     db.migrate()
     ids = _fill(db)
-    ledger = ACMELedger(db.engine)
+    ledger = ACMELedger(db.engine, db.autocommit)
     pairs: list[tuple[Any, Prepared, dict[str, Any]]] = [
         (ledger._account, ledger._f_account, {"id": ids["account"]}),
         (ledger._order, ledger._f_order, {"id": ids["order"]}),
@@ -145,7 +145,7 @@ def test_dropped_postgresql_connection_is_invalidated() -> None:
         try:
             db.migrate()
             _fill(db)
-            ledger = ACMELedger(db.engine)
+            ledger = ACMELedger(db.engine, db.autocommit)
             with ledger.reader.connect() as conn:
                 pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
                 with db.engine.connect() as killer:

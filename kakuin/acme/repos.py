@@ -259,13 +259,13 @@ class ACMELedger:
     UPDATEs for the challenge and finalization claims).
     """
 
-    def __init__(self, engine: Engine, autocommit: Engine | None = None) -> None:
+    def __init__(self, engine: Engine, autocommit: Engine) -> None:
         self.engine = engine
         # Reads run without a transaction (PostgreSQL: no BEGIN/ROLLBACK round
         # trips around a SELECT). Each statement sees what is committed, as under
         # READ COMMITTED; the decisions are the conditional writes, never a read.
         # ``autocommit``: Database.autocommit (on SQLite a pool of its own, see there).
-        self.reader = autocommit or engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.reader = autocommit
         self._pin = threading.local()  # the connection of pinned(), per thread
         n, a = ACMENonce.__table__, ACMEAccount.__table__
         o, z, c = ACMEOrder.__table__, ACMEAuthorization.__table__, ACMEChallenge.__table__

@@ -106,8 +106,10 @@ class Database:
         pragma runs: each statement was parsed again on every use (a profile of
         ``kakuin serve`` found SQLite's parser among its heaviest frames; a
         checkout and a primary-key SELECT cost 30 µs instead of 11). On
-        PostgreSQL the switch is a client-side flag of psycopg and costs nothing,
-        so the one pool serves both."""
+        PostgreSQL the switch is a client-side flag of psycopg; SQLAlchemy's
+        bookkeeping around it costs ~30 µs per checkout (bench/RESULTS.md, fifth
+        session), but a pool of its own would double the connections each
+        process may hold, so the one pool serves both."""
         if not self.is_sqlite:
             return self.engine.execution_options(isolation_level="AUTOCOMMIT")
         return self._create_engine(isolation_level="AUTOCOMMIT")

@@ -223,12 +223,12 @@ class IssuanceLedger:
     short transaction. Semantics are those of ``CertificateRepo``.
     """
 
-    def __init__(self, engine: Engine, autocommit: Engine | None = None) -> None:
+    def __init__(self, engine: Engine, autocommit: Engine) -> None:
         self.engine = engine
         # Autocommit: reads without a transaction (no BEGIN/ROLLBACK round trips on
         # PostgreSQL) and writes of one statement. ``autocommit``:
         # Database.autocommit (on SQLite a pool of its own, see there).
-        self.reader = autocommit or engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.reader = autocommit
         table = Certificate.__table__
         self._insert_returning = insert(table).returning(table.c.id, sort_by_parameter_order=True)
         self._blocked = select(BlockedKey.spki_sha256).where(BlockedKey.spki_sha256 == bindparam("h"))
