@@ -15,6 +15,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from kakuin.ca.der import issuer_and_subject
 from kakuin.policy.profiles import Linter
 
 _BLOCKING = ("FATAL", "ERROR")
@@ -225,10 +226,8 @@ def _preset_self_issued(doc: Any, cert_der: bytes) -> None:
     the encodings: ~0.2 ms of a ~2.7 ms lint. For the DER certificate pkilint
     has just decoded, those encodings are the Names' bytes as they stand in the
     certificate, so compare those. Anything unexpected leaves it to pkilint."""
-    from kakuin.ca import der as der_mod
-
     try:
-        issuer, subject = der_mod.issuer_and_subject(cert_der)
+        issuer, subject = issuer_and_subject(cert_der)
     except (ValueError, IndexError):
         return
     doc.__dict__.setdefault("is_self_issued", issuer == subject)
