@@ -298,7 +298,10 @@ def test_jws_refusals(env: Env) -> None:
     not_json = env.http.post(url, content=b"{", headers={"Content-Type": "application/jose+json"})
     assert not_json.json()["type"] == ERR + "malformed"
     wrong_ct = env.http.post(url, content=b"{}", headers={"Content-Type": "application/json"})
-    assert wrong_ct.json()["type"] == ERR + "malformed"
+    assert wrong_ct.status_code == 415 and wrong_ct.json()["type"] == ERR + "malformed"  # RFC 8555 §6.2
+    assert wrong_ct.headers["content-type"].startswith("application/problem+json")
+    no_ct = env.http.post(url, content=b"{}")
+    assert no_ct.status_code == 415 and no_ct.headers.get("Replay-Nonce")
     huge = env.http.post(url, content=b"{" + b" " * (300 * 1024) + b"}",
                          headers={"Content-Type": "application/jose+json"})
     assert huge.status_code == 400 and huge.json()["type"] == ERR + "malformed"

@@ -4,7 +4,8 @@
 
     KakuinError
     └── ACMEError                   a request the ACME protocol refuses
-        ├── Malformed               (also: bad JSON, bad JWS, wrong Content-Type)
+        ├── Malformed               (also: bad JSON, bad JWS)
+        │   └── UnsupportedMediaType a POST whose Content-Type is not application/jose+json
         ├── BadNonce                missing, unknown or already used nonce
         ├── BadSignatureAlgorithm   alg not in the allow-list or not the key's
         ├── BadPublicKey            an account key kakuin does not accept
@@ -33,6 +34,14 @@ class ACMEError(KakuinError):
 
 class Malformed(ACMEError):
     code = "acme-malformed"
+
+
+class UnsupportedMediaType(Malformed):
+    """RFC 8555 §6.2: a POST without ``Content-Type: application/jose+json`` gets
+    415 (Unsupported Media Type); the problem type stays ``malformed``, as
+    Pebble's and Boulder's."""
+
+    code = "acme-unsupported-media-type"
 
 
 class BadNonce(ACMEError):

@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Route
 
 from kakuin.acme import objects
 from kakuin.acme.chains import certificate_chains
-from kakuin.acme.errors import Malformed
+from kakuin.acme.errors import Malformed, UnsupportedMediaType
 from kakuin.acme.problems import problem_for
 from kakuin.acme.service import Authenticated
 from kakuin.errors import KakuinError, NotFound
@@ -88,7 +88,7 @@ def acme_routes(ctx: Context) -> list[BaseRoute]:
         response even when ``work`` refuses."""
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != JOSE:
-            raise Malformed(f"Content-Type must be {JOSE}")
+            raise UnsupportedMediaType(f"Content-Type must be {JOSE}")
         try:
             body = await read_body(request, MAX_JWS_BYTES)
         except BodyTooLarge as exc:

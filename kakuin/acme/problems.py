@@ -40,6 +40,7 @@ MAPPING: tuple[tuple[type[BaseException], str, int], ...] = (
     (E.RateLimited, "rateLimited", 429),  # RFC 8555 §6.6, with Retry-After
     (E.Conflict, "malformed", 409),  # RFC 8555 §7.3.5: 409 with the other account's URL
     (UrlMismatch, "unauthorized", 401),  # RFC 8555 §6.4
+    (E.UnsupportedMediaType, "malformed", 415),  # RFC 8555 §6.2
     (E.Malformed, "malformed", 400),
     (Unauthorized, "unauthorized", 403),
     (NotFound, "malformed", 404),
