@@ -71,7 +71,11 @@ def test_full_flow_issue_download_ari_revoke(env: Env) -> None:
     leaf = certs[0]
     sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert set(sans.get_values_for_type(x509.DNSName)) == {"www.example.ac.jp", "example.ac.jp"}
-    dl = env.http.get(order["certificate"])
+    # RFC 8555 §6.3: a plain GET of the certificate is 405 malformed; POST-as-GET reads it.
+    get = env.http.get(order["certificate"])
+    assert get.status_code == 405 and get.json()["type"] == ERR + "malformed"
+    assert get.headers["Allow"] == "POST" and get.headers["Replay-Nonce"]
+    dl = c.get(order["certificate"])
     assert dl.headers["content-type"].startswith("application/pem-certificate-chain")
     assert 'rel="up"' in dl.headers["link"]
     assert env.va.caa_calls == ["www.example.ac.jp", "example.ac.jp"]
@@ -376,3 +380,134 @@ def test_failed_validation_invalidates(env: Env) -> None:
         x.get("error") for x in done["challenges"]
     )
     assert c.get(r.headers["Location"]).json()["status"] == "invalid"
+
+
+def raw_post(env: Env, c: Client, url: str, prot: dict, payload_b64: str) -> object:
+    """A JWS built by hand (a header or encoding the client helper would not make)."""
+    import json
+
+    p64 = b64(json.dumps(prot).encode())
+    body = {"protected": p64, "payload": payload_b64, "signature": b64(c.key.sign(f"{p64}.{payload_b64}".encode()))}
+    return env.http.post(url, content=json.dumps(body), headers={"Content-Type": "application/jose+json"})
+
+
+def test_post_as_get_directory_nonce_and_wrong_methods(env: Env) -> None:
+    c = env.registered()
+    # RFC 8555 §6.3: the directory and newNonce also answer POST-as-GET.
+    d = c.post(c.dir["newAccount"].replace("new-account", "directory"), None)
+    assert d.status_code == 200 and d.json()["newOrder"] == c.dir["newOrder"] and d.headers["Replay-Nonce"]
+    n = c.post(c.dir["newNonce"], None)
+    assert n.status_code == 200 and n.headers["Replay-Nonce"] and n.headers["Cache-Control"] == "no-store"
+    assert c.post(c.dir["newNonce"], {}).json()["type"] == ERR + "malformed"
+    # Any other resource: GET is 405 malformed, with Allow and a nonce.
+    for url in (c.dir["newOrder"], c.kid, c.dir["revokeCert"]):
+        r = env.http.get(url)
+        assert r.status_code == 405 and r.json()["type"] == ERR + "malformed", r.text
+        assert r.headers["Allow"] == "POST" and r.headers["Replay-Nonce"]
+    put = env.http.put(c.dir["newNonce"], content=b"")
+    assert put.status_code == 405 and put.headers["Allow"] == "GET, HEAD, POST"
+    assert env.http.get(c.dir["newNonce"]).status_code == 204
+
+
+def test_jws_encoding_and_header_strictness(env: Env) -> None:
+    c = env.registered()
+    url = c.dir["newOrder"]
+    good = {"alg": "ES256", "kid": c.kid, "url": url}
+    payload = b64(b'{"identifiers":[{"type":"dns","value":"www.example.ac.jp"}]}')
+    before = env.count(ACMEOrder)
+    # RFC 8555 §6.1: padding (and anything outside the URL-safe alphabet) is refused.
+    for bad in (payload + "=" * (-len(payload) % 4 or 4), payload[:-2] + " " + payload[-2:],
+                payload.replace("-", "+").replace("_", "/") + "+"):
+        r = raw_post(env, c, url, {**good, "nonce": c.nonce()}, bad)
+        assert r.json()["type"] == ERR + "malformed", (bad, r.text)
+    # RFC 7515 §4.1.11: no "crit" extension is understood; RFC 8555 §6.2: no b64.
+    for extra in ({"crit": ["exp"], "exp": 1}, {"b64": False, "crit": ["b64"]}, {"b64": True}):
+        r = raw_post(env, c, url, {**good, "nonce": c.nonce(), **extra}, payload)
+        assert r.json()["type"] == ERR + "malformed", (extra, r.text)
+    assert env.count(ACMEOrder) == before
+    assert raw_post(env, c, url, {**good, "nonce": c.nonce()}, payload).status_code == 201
+    # keyChange: the inner JWS must not carry a nonce (RFC 8555 §7.3.5).
+    from tests.acme_client import jws
+
+    new = Key.es256()
+    inner = jws(new, c.dir["keyChange"], {"account": c.kid, "oldKey": c.key.jwk}, nonce=c.nonce())
+    assert c.post(c.dir["keyChange"], inner).json()["type"] == ERR + "malformed"
+
+
+def test_challenge_fields_csr_sans_and_not_after(env: Env) -> None:
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    c = env.registered()
+    now = env.ctx.clock.now()
+    # RFC 8555 §7.5.1: fields a challenge response does not define are ignored.
+    r = c.new_order(["www.example.ac.jp"])
+    order_url, order = r.headers["Location"], r.json()
+    ch = c.get(order["authorizations"][0]).json()["challenges"][0]
+    assert c.post(ch["url"], {"keyAuthorization": "ignored"}).status_code == 200
+    assert c.wait(order_url, ("ready", "invalid"))["status"] == "ready"
+    # A CSR that also asks for an IP address or a URI: badCSR, the order stays ready.
+    key = ec_key()
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "www.example.ac.jp")]))
+           .add_extension(x509.SubjectAlternativeName([
+               x509.DNSName("www.example.ac.jp"), x509.UniformResourceIdentifier("https://www.example.ac.jp/"),
+           ]), False).sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
+    bad = c.post(order["finalize"], {"csr": b64(csr)})
+    assert bad.json()["type"] == ERR + "badCSR" and "UniformResourceIdentifier" in bad.json()["detail"]
+    assert c.get(order_url).json()["status"] == "ready"
+    # notBefore cannot be honoured (a certificate is valid from issuance): refused.
+    stamp = "%Y-%m-%dT%H:%M:%SZ"
+    nb = c.new_order(["www.example.ac.jp"], notBefore=now.strftime(stamp))
+    assert nb.json()["type"] == ERR + "malformed" and "notBefore" in nb.json()["detail"]
+    # A notAfter beyond the validity limit, or not a whole second: refused at newOrder.
+    far = c.new_order(["www.example.ac.jp"], notAfter=(now + dt.timedelta(days=400)).strftime(stamp))
+    assert far.json()["type"] == ERR + "malformed" and "beyond the limit" in far.json()["detail"], far.text
+    frac = c.new_order(["www.example.ac.jp"], notAfter=(now + dt.timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%S.5Z"))
+    assert frac.json()["type"] == ERR + "malformed"
+    # A notAfter that can be honoured is, to the second.
+    want = (now + dt.timedelta(days=10, hours=1)).replace(microsecond=0)
+    o = c.new_order(["www.example.ac.jp"], notAfter=want.strftime(stamp))
+    assert o.status_code == 201 and o.json()["notAfter"] == want.strftime(stamp)
+    ready = c.wait(o.headers["Location"], ("ready", "invalid"))  # the valid authorization is reused
+    done = c.post(ready["finalize"], {"csr": b64(csr_der(ec_key(), ["www.example.ac.jp"]))})
+    assert done.status_code == 200, done.text
+    leaf = x509.load_pem_x509_certificates(c.get(done.json()["certificate"]).content)[0]
+    assert leaf.not_valid_after_utc == want
+    assert leaf.not_valid_before_utc == now.replace(microsecond=0)
+
+
+def test_account_object_eab_contacts_status_and_deactivation(env: Env) -> None:
+    c = env.client()
+    kid, key = env.new_cred()
+    r = c.register((kid, key), contact=["mailto:Admin@Example.AC.JP"])
+    assert r.status_code == 201
+    # RFC 8555 §7.3.4: the verified binding comes back as it was sent.
+    body = r.json()
+    assert body["externalAccountBinding"]["protected"] and body["externalAccountBinding"]["signature"]
+    assert body["contact"] == ["mailto:Admin@example.ac.jp"]  # the domain, case-insensitive, lowered
+    # §7.3.2: a status other than "deactivated" is ignored, not refused.
+    assert c.post(c.kid, {"status": "valid", "orders": "x"}).json()["status"] == "valid"
+    pending = c.new_order(["pending.example.ac.jp"])
+    failed = c.new_order(["failed.example.ac.jp"])
+    env.va.validation_ok = False
+    ch = c.get(failed.json()["authorizations"][0]).json()["challenges"][0]
+    c.post(ch["url"], {})
+    assert c.wait(failed.headers["Location"], ("invalid",))["status"] == "invalid"
+    # §7.1.2.1: the orders list leaves invalid orders out.
+    orders = c.post(c.kid + "/orders", None).json()["orders"]
+    assert orders == [pending.headers["Location"]]
+    # §7.3.6: deactivation cancels pending work; afterwards every request is 401.
+    assert c.post(c.kid, {"status": "deactivated"}).json()["status"] == "deactivated"
+    with env.ctx.db.session() as s:
+        from sqlalchemy import select
+
+        states = s.scalars(select(ACMEAuthorization.status).where(
+            ACMEAuthorization.identifier == "pending.example.ac.jp")).all()
+    assert states == ["deactivated"]
+    refused = c.get(pending.headers["Location"])
+    assert refused.status_code == 401 and refused.json()["type"] == ERR + "unauthorized"
+    again = c.post(c.dir["newAccount"], {"onlyReturnExisting": True}, kid=None)
+    assert again.status_code == 401 and again.json()["type"] == ERR + "unauthorized"

@@ -10,12 +10,12 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import anyio
 import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import update
+from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from kakuin.app import create_app
@@ -28,7 +28,8 @@ from kakuin.context import Context
 from kakuin.errors import KakuinError
 from kakuin.status.http import refresh_once
 from kakuin.store.repos import CARepo
-from tests.helpers import rsa_key
+from tests.acme_client import Client
+from tests.helpers import add_institution, rsa_key
 
 T0 = dt.datetime(2026, 4, 1, tzinfo=UTC)
 
@@ -71,19 +72,23 @@ def test_new_root_cross_signed_alternate_chain(make_ctx: Callable[..., Context],
     issued = issue(ctx)
     assert issued.issuer_slug == "tls-rsa-g2"
 
-    app = create_app(ctx)
+    # The chains as an ACME client reads them: POST-as-GET by an account.
+    add_institution(ctx)
+    cred = ctx.acme.eab.new("Example University")
+    with TestClient(create_app(ctx), base_url="http://127.0.0.1:8080") as http:
+        client = Client(http, "http://127.0.0.1:8080/acme/directory")
+        assert client.register((cred.kid, cred.hmac_key)).status_code == 201
 
-    async def fetch(path: str) -> httpx.Response:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://kakuin") as c:
-            return await c.get(path)
+        def fetch(path: str) -> httpx.Response:
+            return client.get("http://127.0.0.1:8080" + path)
 
-    default = anyio.run(fetch, f"/acme/cert/{issued.serial}")
-    assert default.status_code == 200, default.text
-    links = default.headers.get_list("link")
-    alt = [x for x in links if 'rel="alternate"' in x]
-    assert len(alt) == 1
-    alt_path = alt[0].split(">")[0].lstrip("<").split("://", 1)[1].split("/", 1)[1]
-    alternate = anyio.run(fetch, "/" + alt_path)
+        default = fetch(f"/acme/cert/{issued.serial}")
+        assert default.status_code == 200, default.text
+        links = default.headers.get_list("link")
+        alt = [x for x in links if 'rel="alternate"' in x]
+        assert len(alt) == 1
+        alt_path = alt[0].split(">")[0].lstrip("<").split("://", 1)[1].split("/", 1)[1]
+        alternate = fetch("/" + alt_path)
     certs = x509.load_pem_x509_certificates(alternate.content)
     assert certs[-1] == cross and len(certs) == 3
 

@@ -42,7 +42,13 @@ class ACME:
     def service(self) -> ACMEService:
         from kakuin.acme.service import ACMEService
 
-        return ACMEService(self._ctx.config, self._ctx.db, self._ctx.clock, self.eab)
+        ctx = self._ctx
+        service = ACMEService(ctx.config, ctx.db, ctx.clock, self.eab)
+        # ctx.issuance (and its CA keys) only when an order asks for a notAfter.
+        service.check_not_after = lambda not_after, now: ctx.issuance.check_not_after(
+            ctx.config.acme.profile, not_after, now
+        )
+        return service
 
     @cached_property
     def flow(self) -> OrderFlow:

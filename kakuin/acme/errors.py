@@ -10,6 +10,7 @@
         ├── BadSignatureAlgorithm   alg not in the allow-list or not the key's
         ├── BadPublicKey            an account key kakuin does not accept
         ├── AccountDoesNotExist     onlyReturnExisting / unknown kid
+        ├── AccountDeactivated      a request by (or newAccount with the key of) a deactivated account
         ├── ExternalAccountRequired no (or a bad) EAB when one is required
         ├── InvalidContact / UnsupportedContact
         ├── UnsupportedIdentifier   identifier type other than "dns"
@@ -42,6 +43,15 @@ class UnsupportedMediaType(Malformed):
     Pebble's and Boulder's."""
 
     code = "acme-unsupported-media-type"
+
+
+class AccountDeactivated(ACMEError):
+    """RFC 8555 §7.3.6: a POST or POST-as-GET from a deactivated account gets 401
+    (Unauthorized), type unauthorized; its key authorizes nothing more, so a
+    newAccount signed with it is refused the same way (Boulder and Pebble refuse
+    that one too)."""
+
+    code = "acme-account-deactivated"
 
 
 class BadNonce(ACMEError):

@@ -22,7 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, request_response
+from starlette.types import Receive, Scope, Send
 
 from kakuin.acme import objects
 from kakuin.acme.chains import certificate_chains
@@ -137,21 +138,34 @@ def acme_routes(ctx: Context) -> list[BaseRoute]:
         separators=(",", ":"),
     ).encode()
 
-    async def directory(_request: Request) -> Response:
+    def post_as_get(req: Authenticated) -> None:
+        if not req.jws.is_post_as_get:
+            raise Malformed('a POST-as-GET has the empty payload ""')
+
+    async def directory(request: Request) -> Response:
+        if request.method == "POST":  # RFC 8555 §6.3: POST-as-GET is allowed too
+            await authed(request, post_as_get)
+            return Response(directory_body, media_type="application/json", headers=await nonce_headers())
         return Response(directory_body, media_type="application/json")
 
     async def new_nonce(request: Request) -> Response:
-        # RFC 8555 §7.2: HEAD → 200, GET → 204.
-        status = 200 if request.method == "HEAD" else 204
+        # RFC 8555 §7.2: HEAD → 200, GET → 204; §6.3: POST-as-GET is allowed too
+        # (200, as Boulder): its nonce is the one issued with the redemption.
+        if request.method == "POST":
+            await authed(request, post_as_get)
+        status = 204 if request.method == "GET" else 200
         return Response(status_code=status, headers=await nonce_headers())
 
     # -- accounts --------------------------------------------------------------
     async def new_account(request: Request) -> Response:
-        _, (account, created) = await authed(request, acme.new_account, use="jwk")
+        req, (account, created) = await authed(request, acme.new_account, use="jwk")
         headers = {"Location": urls.account(account.id)}
-        return await json_response(
-            objects.account(urls, account), 201 if created else 200, **headers
-        )
+        body = objects.account(urls, account)
+        if created and account.eab_credential_id is not None:
+            # RFC 8555 §7.3.4: the account object returned MUST include the
+            # verified binding as it was sent (a MAC, never the key).
+            body["externalAccountBinding"] = req.payload()["externalAccountBinding"]
+        return await json_response(body, 201 if created else 200, **headers)
 
     async def account(request: Request) -> Response:
         aid = request.path_params["id"]
@@ -213,8 +227,10 @@ def acme_routes(ctx: Context) -> list[BaseRoute]:
         cid = request.path_params["id"]
 
         def work(req: Authenticated) -> Any:
-            if not req.jws.is_post_as_get and req.payload() != {}:
-                raise Malformed("a challenge response payload is {}")  # RFC 8555 §7.5.1
+            if not req.jws.is_post_as_get:
+                # RFC 8555 §7.5.1: the response is a JSON object ({} for the three
+                # challenge types here); fields it does not define MUST be ignored.
+                req.payload()
             return flow.respond(req, cid)
 
         req, (started, c, a) = await authed(request, work)
@@ -263,13 +279,12 @@ def acme_routes(ctx: Context) -> list[BaseRoute]:
             alts = [urls.certificate(serial, i) for i in range(len(chains)) if i != n]
             return pem, alts, urls.ca_certificate(chains[n][1])
 
-        if request.method == "POST":
-            _, (pem, alts, up) = await authed(request, load)
-            headers = await nonce_headers()
-        else:
-            pem, alts, up = await run_database_work(inline, load)
-            headers = {}
-        resp = Response(pem, media_type="application/pem-certificate-chain", headers=headers)
+        def load_as_get(req: Authenticated) -> tuple[bytes, list[str], str]:
+            post_as_get(req)
+            return load(req)
+
+        _, (pem, alts, up) = await authed(request, load_as_get)
+        resp = Response(pem, media_type="application/pem-certificate-chain", headers=await nonce_headers())
         resp.headers.append("Link", f'<{up}>;rel="up"')
         for alt in alts:
             resp.headers.append("Link", f'<{alt}>;rel="alternate"')
@@ -283,10 +298,25 @@ def acme_routes(ctx: Context) -> list[BaseRoute]:
         info = await run_database_work(inline, ari.renewal_info, request.path_params["cert_id"])
         return JSONResponse(info.json(), headers={"Retry-After": str(info.retry_after)})
 
+    async def wrong_method(request: Request, allowed: list[str]) -> Response:
+        # RFC 8555 §6.3: a GET of any other resource than the directory and
+        # newNonce gets 405 with type malformed (read it with POST-as-GET).
+        p = problem_for(Malformed(f"{request.method} is not allowed here; use {' or '.join(allowed)}"))
+        headers = await nonce_headers({"Allow": ", ".join(allowed)})
+        return problem_response(405, p.type, p.detail, headers=headers)
+
+    def methods_only(fn: Handler, allowed: list[str]) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            if request.method not in allowed:
+                return await wrong_method(request, allowed)
+            return await fn(request)
+
+        return endpoint
+
     r = "/acme"
     table: list[tuple[str, Handler, list[str]]] = [
-        (f"{r}/directory", directory, ["GET"]),
-        (f"{r}/new-nonce", new_nonce, ["GET", "HEAD"]),
+        (f"{r}/directory", directory, ["GET", "HEAD", "POST"]),
+        (f"{r}/new-nonce", new_nonce, ["GET", "HEAD", "POST"]),
         (f"{r}/new-account", new_account, ["POST"]),
         (f"{r}/acct/{{id:int}}", account, ["POST"]),
         (f"{r}/acct/{{id:int}}/orders", account_orders, ["POST"]),
@@ -296,9 +326,22 @@ def acme_routes(ctx: Context) -> list[BaseRoute]:
         (f"{r}/order/{{id:int}}/finalize", finalize, ["POST"]),
         (f"{r}/authz/{{id:int}}", authz, ["POST"]),
         (f"{r}/chall/{{id:int}}", challenge, ["POST"]),
-        (f"{r}/cert/{{serial:str}}", certificate, ["GET", "POST"]),
-        (f"{r}/cert/{{serial:str}}/{{n:int}}", certificate, ["GET", "POST"]),
+        (f"{r}/cert/{{serial:str}}", certificate, ["POST"]),
+        (f"{r}/cert/{{serial:str}}/{{n:int}}", certificate, ["POST"]),
         (f"{r}/revoke-cert", revoke, ["POST"]),
-        (f"{r}/renewal-info/{{cert_id:str}}", renewal_info, ["GET"]),
+        (f"{r}/renewal-info/{{cert_id:str}}", renewal_info, ["GET", "HEAD"]),  # RFC 9773 §4.1
     ]
-    return [Route(path, guarded(fn), methods=methods) for path, fn, methods in table]
+    # Every method reaches the endpoint, so that a wrong one gets a problem
+    # document (Starlette's own 405 is plain text).
+    return [Route(path, _AnyMethod(methods_only(guarded(fn), methods))) for path, fn, methods in table]
+
+
+class _AnyMethod:
+    """An endpoint that Starlette's Route lets every method reach: a function
+    endpoint without ``methods`` would get GET and HEAD only, an ASGI app all."""
+
+    def __init__(self, fn: Handler) -> None:
+        self.app = request_response(fn)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)

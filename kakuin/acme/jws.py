@@ -7,9 +7,12 @@ rules of RFC 8037 (josepy 2 has no OKP keys).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,12 +34,21 @@ RSA_MIN, RSA_MAX = 2048, 4096  # Boulder's goodkey bounds for account keys
 AccountKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
 
+# RFC 8555 §6.1 / RFC 7515 §2: base64url without padding, nothing else. josepy's
+# decoder (and the standard library's) also take "=", "+", "/" and whitespace.
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def b64d(value: Any, what: str) -> bytes:
+    """Strict base64url (RFC 8555 §6.1: "Encoded values that include trailing '='
+    characters MUST be rejected"; no other alphabet, no whitespace)."""
     if not isinstance(value, str):
         raise Malformed(f"{what} is not a base64url string")
+    if len(value) % 4 == 1 or not _B64URL.fullmatch(value):
+        raise Malformed(f"{what} is not valid base64url (unpadded, the URL-safe alphabet only)")
     try:
-        return josepy.b64.b64decode(value)
-    except (ValueError, TypeError):
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):  # pragma: no cover - the pattern leaves none
         raise Malformed(f"{what} is not valid base64url") from None
 
 
@@ -97,6 +109,13 @@ def parse(body: bytes | str | dict[str, Any]) -> ParsedJWS:
         raise Malformed("protected header is not valid JSON") from None
     if not isinstance(header, dict):
         raise Malformed("protected header is not a JSON object")
+    # RFC 7515 §4.1.11: a "crit" extension the recipient does not understand
+    # makes the JWS invalid, and kakuin understands none; RFC 8555 §6.2: the
+    # unencoded payload option (RFC 7797, "b64") MUST NOT be used.
+    if "crit" in header:
+        raise Malformed("JWS critical header parameters (crit) are not supported")
+    if "b64" in header:
+        raise Malformed("the JWS unencoded payload option (b64) must not be used")
     payload = b64d(payload_b64, "payload") if payload_b64 else b""
     return ParsedJWS(prot, payload_b64, b64d(sig, "signature"), header, payload)
 

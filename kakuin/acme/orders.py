@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
 import logging
-import math
 from dataclasses import replace
 from typing import Any
 
@@ -33,6 +31,7 @@ from kakuin.acme.service import (
     OrderView,
     key_authorization,
 )
+from kakuin.ca.csr import csr_san
 from kakuin.ca.issuer import IssuanceService, IssueRequest, csr_names, parse_csr
 from kakuin.clock import as_utc
 from kakuin.errors import BadCSR, CAAError, KakuinError, NotFound, Unauthorized
@@ -159,6 +158,11 @@ class OrderFlow:
         csr = parse_csr(J.b64d(p.get("csr"), "csr"))
         names = [i["value"] for i in view.order.identifiers]
         dns, emails = csr_names(csr)
+        others = sorted({type(g).__name__ for g in csr_san(csr) if not isinstance(g, x509.DNSName)})
+        if others:
+            # Boulder (csr.VerifyCSR) refuses these too: a certificate without them
+            # would not be the one requested (RFC 8555 §7.4).
+            raise BadCSR(f"the CSR may request DNS names only, not {', '.join(others)}")
         cns = [
             str(a.value).lower() for a in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         ]
@@ -279,11 +283,9 @@ class OrderFlow:
         if cns and cns[0] in names:  # the CSR's CN first: it becomes the subject CN
             names.remove(cns[0])
             names.insert(0, cns[0])
-        days = None
-        if view.order.not_after is not None:
-            days = math.ceil(
-                (as_utc(view.order.not_after) - self.clock.now()) / dt.timedelta(days=1)
-            )
+        # The order's notAfter exactly (RFC 8555 §7.4: nothing other than what was
+        # requested); the pipeline refuses it if issuance now cannot honour it.
+        not_after = as_utc(view.order.not_after) if view.order.not_after is not None else None
         institution = None
         if account.institution_id is not None:
             institution = self.acme.ledger.institution_name(account.institution_id)
@@ -294,7 +296,7 @@ class OrderFlow:
                 subject=x509.Name([]),
                 dns_names=tuple(names),
                 institution=institution,
-                requested_days=days,
+                requested_not_after=not_after,
                 requested_by=f"acme:{account.id}",
             )
         )

@@ -29,6 +29,7 @@ MAPPING: tuple[tuple[type[BaseException], str, int], ...] = (
     (E.BadSignatureAlgorithm, "badSignatureAlgorithm", 400),
     (E.BadPublicKey, "badPublicKey", 400),
     (E.AccountDoesNotExist, "accountDoesNotExist", 400),
+    (E.AccountDeactivated, "unauthorized", 401),  # RFC 8555 §7.3.6
     (E.ExternalAccountRequired, "externalAccountRequired", 400),
     (E.InvalidContact, "invalidContact", 400),
     (E.UnsupportedContact, "unsupportedContact", 400),

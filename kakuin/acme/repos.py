@@ -19,6 +19,7 @@ from sqlalchemy import (
     func,
     literal_column,
     null,
+    or_,
     select,
     union_all,
     update,
@@ -85,9 +86,16 @@ class OrderRepo:
         return self.s.get(ACMEOrder, order_id)
 
     def of_account(
-        self, account_id: int, *, before_id: int | None, limit: int
+        self, account_id: int, *, before_id: int | None, limit: int, now: dt.datetime
     ) -> Sequence[ACMEOrder]:
-        q = select(ACMEOrder).where(ACMEOrder.account_id == account_id)
+        """The account's orders, newest first, without the invalid ones (RFC 8555
+        §7.1.2.1: the list SHOULD NOT include them): neither those stored invalid
+        nor pending ones past their expiry."""
+        q = select(ACMEOrder).where(
+            ACMEOrder.account_id == account_id,
+            ACMEOrder.status != "invalid",
+            or_(ACMEOrder.status.in_(("processing", "valid")), ACMEOrder.expires > now),
+        )
         if before_id is not None:
             q = q.where(ACMEOrder.id < before_id)
         return self.s.scalars(q.order_by(ACMEOrder.id.desc()).limit(limit)).all()

@@ -15,12 +15,16 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy import select, update
 
 from kakuin.acme import jws as J
 from kakuin.acme.eab import EABService
 from kakuin.acme.errors import (
+    AccountDeactivated,
     AccountDoesNotExist,
     BadNonce,
     Conflict,
@@ -34,6 +38,7 @@ from kakuin.acme.limits import LimitQuery, Limits, names_hash
 from kakuin.acme.models import (
     Account,
     ACMEAccount,
+    ACMEAuthorization,
     Authorization,
     Challenge,
     Order,
@@ -43,7 +48,7 @@ from kakuin.acme.repos import AccountRepo, ACMELedger, OrderRepo
 from kakuin.acme.urls import URLs
 from kakuin.clock import Clock, as_utc
 from kakuin.config import Config
-from kakuin.errors import NotFound, Unauthorized
+from kakuin.errors import NotFound, Unauthorized, ValidityError
 from kakuin.policy import names as name_rules
 from kakuin.store.db import Database
 
@@ -112,6 +117,9 @@ class ACMEService:
         self.db = db
         self.clock = clock
         self.eab = eab
+        # (notAfter, now) → None or ValidityError: whether issuance under the ACME
+        # profile could honour an order's notAfter (set by kakuin.acme.ACME).
+        self.check_not_after: Callable[[dt.datetime, dt.datetime], None] | None = None
         self.urls = URLs(config.server.base_url)
         self.ledger = ACMELedger(db.engine, db.autocommit)
         # Parsed account keys by (account id, RFC 7638 thumbprint). Only parsing
@@ -175,7 +183,7 @@ class ACMEService:
             raise BadNonce("the nonce is unknown, expired or already used")
         fresh = self.new_nonce()
         if account is not None and account.status != "valid":
-            raise Unauthorized(f"account is {account.status}")
+            raise AccountDeactivated(f"account is {account.status}")
         return Authenticated(jws, jwk, key, account, fresh)
 
     # -- accounts (RFC 8555 §7.3) -----------------------------------------------
@@ -184,17 +192,21 @@ class ACMEService:
             raise Malformed("contact must be a list of strings")
         if len(contact) > MAX_CONTACTS:
             raise InvalidContact(f"at most {MAX_CONTACTS} contacts")
+        out = []
         for c in contact:
             if not c.startswith("mailto:"):
                 raise UnsupportedContact(f"contact {c!r}: only mailto: URIs are supported")
-            addr = c[len("mailto:") :]
+            local, at, domain = c[len("mailto:") :].rpartition("@")
+            # A domain is case-insensitive: Example.AC.JP is kept as example.ac.jp.
+            addr = f"{local}{at}{domain.lower()}"
             if "?" in addr or "," in addr or not _MAILBOX.match(addr):
                 raise InvalidContact(f"contact {c!r} is not a valid e-mail address")
             try:
-                name_rules.check_dns_name(addr.rpartition("@")[2])
+                name_rules.check_dns_name(domain.lower())
             except Exception:
                 raise InvalidContact(f"contact {c!r} has an invalid domain") from None
-        return list(contact)
+            out.append(f"mailto:{addr}")
+        return out
 
     def new_account(self, req: Authenticated) -> tuple[ACMEAccount, bool]:
         """(account, created). An existing key returns its account (RFC 8555 §7.3.1)."""
@@ -203,6 +215,8 @@ class ACMEService:
         with self.db.session() as s:
             existing = AccountRepo(s).by_thumbprint(thumb)
         if existing is not None:
+            if existing.status != "valid":
+                raise AccountDeactivated(f"the account of this key is {existing.status}")
             return existing, False
         if p.get("onlyReturnExisting") is True:
             raise AccountDoesNotExist("no account exists with this key")
@@ -254,15 +268,24 @@ class ACMEService:
         values: dict[str, Any] = {}
         if "contact" in p:
             values["contact"] = self.check_contacts(p["contact"])
-        if "status" in p:
-            if p["status"] != "deactivated":
-                raise Malformed('the only status a client may set is "deactivated"')
-            values["status"] = "deactivated"  # RFC 8555 §7.3.6
+        # RFC 8555 §7.3.2: any other status (and orders, termsOfServiceAgreed,
+        # unknown fields) is ignored; §7.3.6: "deactivated" deactivates.
+        if p.get("status") == "deactivated":
+            values["status"] = "deactivated"
         with self.db.session() as s:
             acct = AccountRepo(s).by_id(account_id)
             assert acct is not None
             for k, v in values.items():
                 setattr(acct, k, v)
+            if values.get("status") == "deactivated":
+                # §7.3.6: the server SHOULD cancel pending operations. Its pending
+                # authorizations are deactivated, which makes its pending orders
+                # invalid (order_status); issued certificates stay as they are.
+                s.execute(
+                    update(ACMEAuthorization)
+                    .where(ACMEAuthorization.account_id == account_id, ACMEAuthorization.status == "pending")
+                    .values(status="deactivated")
+                )
         return acct
 
     def key_change(self, req: Authenticated) -> ACMEAccount:
@@ -274,6 +297,8 @@ class ACMEService:
             raise J.BadSignatureAlgorithm(f"inner JWS algorithm {h.get('alg')!r} is not supported")
         if "jwk" not in h or "kid" in h:
             raise Malformed("the inner JWS must carry the new key as jwk")
+        if "nonce" in h:
+            raise Malformed("the inner JWS must not carry a nonce")  # RFC 8555 §7.3.5
         if h.get("url") != self.urls.key_change:
             raise Malformed("the inner JWS url must be the keyChange URL")
         new_key = J.key_from_jwk(h["jwk"])
@@ -359,12 +384,19 @@ class ACMEService:
         names = self.parse_identifiers(p.get("identifiers"))
         now = self.clock.now()
         not_before, not_after = self._timestamp(p, "notBefore"), self._timestamp(p, "notAfter")
-        if not_before is not None and not_before > now + dt.timedelta(hours=1):
-            raise Malformed(
-                "certificates are valid from issuance: a future notBefore is not supported"
-            )
-        if not_after is not None and not_after <= now + dt.timedelta(days=1):
-            raise Malformed("notAfter must be at least a day in the future")
+        # RFC 8555 §7.4: a certificate MUST NOT differ from what was requested. A
+        # certificate here is valid from its issuance, so no notBefore can be
+        # honoured (Boulder refuses both fields); a notAfter is, to the second.
+        if not_before is not None:
+            raise Malformed("notBefore is not supported: a certificate is valid from its issuance")
+        if not_after is not None:
+            if not_after <= now + dt.timedelta(days=1):
+                raise Malformed("notAfter must be at least a day in the future")
+            if self.check_not_after is not None:
+                try:
+                    self.check_not_after(not_after, now)
+                except ValidityError as exc:
+                    raise Malformed(str(exc)) from None
         acct = req.acct
         allowed = self.ledger.allowed_domains(acct.eab_credential_id, acct.institution_id)
         if allowed is not None:
@@ -412,9 +444,19 @@ class ACMEService:
         if req.acct.id != account_id:
             raise Unauthorized("the kid does not name this account")
         with self.db.session() as s:
-            rows = OrderRepo(s).of_account(account_id, before_id=before, limit=limit + 1)
-        ids = [o.id for o in rows[:limit]]
-        return ids, (ids[-1] if len(rows) > limit else None)
+            now = self.clock.now()
+            rows = OrderRepo(s).of_account(account_id, before_id=before, limit=limit + 1, now=now)
+            # §7.1.2.1: invalid orders SHOULD NOT be listed; an order whose
+            # authorization failed is invalid without being stored so.
+            wanted = {i for o in rows[:limit] for i in o.authz_ids}
+            authzs = {
+                a.id: a for a in s.scalars(select(ACMEAuthorization).where(ACMEAuthorization.id.in_(wanted)))
+            } if wanted else {}
+            ids = [
+                o.id for o in rows[:limit]
+                if order_status(o, [authzs[i] for i in o.authz_ids if i in authzs], now) != "invalid"  # type: ignore[arg-type]
+            ]
+        return ids, (rows[limit - 1].id if len(rows) > limit else None)
 
     def authz(self, account_id: int, authz_id: int) -> tuple[Authorization, list[Challenge]]:
         found = self.ledger.authz(authz_id)

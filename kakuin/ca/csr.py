@@ -25,6 +25,16 @@ def parse_csr(data: bytes) -> x509.CertificateSigningRequest:
     return csr
 
 
+def csr_san(csr: x509.CertificateSigningRequest) -> list[x509.GeneralName]:
+    """Every GeneralName of the CSR's requested subjectAltName ([] without one)."""
+    try:
+        return list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except x509.ExtensionNotFound:
+        return []
+    except ValueError as exc:
+        raise BadCSR(f"CSR extensions cannot be parsed: {exc}") from None
+
+
 def csr_names(csr: x509.CertificateSigningRequest) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(dNSNames, rfc822Names) requested in the CSR's extensionRequest."""
     try:

@@ -39,6 +39,7 @@ from kakuin.ca.requests import (  # noqa: F401  (IssueRequest, Issued re-exporte
     purpose_for,
     subject_for,
     validity_for,
+    validity_limits,
 )
 from kakuin.clock import Clock
 from kakuin.config import Config
@@ -52,6 +53,7 @@ from kakuin.errors import (
 )
 from kakuin.policy.keys import check_key, describe_key
 from kakuin.policy.profiles import Kind, Profile, extensions_for
+from kakuin.policy.validity import decide_exact_not_after
 from kakuin.store.db import Database
 from kakuin.store.repos import CertificateRepo, IssuanceLedger
 
@@ -120,6 +122,12 @@ class IssuanceService:
         except KeyError:
             known = ", ".join(sorted(p for p, v in self.profiles.items() if not v.is_ca))
             raise NotFound(f"unknown profile {name!r} (known: {known})") from None
+
+    def check_not_after(self, profile: str, not_after: dt.datetime, now: dt.datetime) -> None:
+        """Refuse (ValidityError) an exact notAfter that issuance at ``now`` under
+        ``profile`` could not honour: the early check of an ACME newOrder."""
+        limit_days, limit_months = validity_limits(self.config, self.profile(profile), now)
+        decide_exact_not_after(now=now, limit_days=limit_days, limit_months=limit_months, not_after=not_after)
 
     # -- pipeline ----------------------------------------------------------
     def _prepare(self, req: IssueRequest, now: dt.datetime) -> _Prepared:

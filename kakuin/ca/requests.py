@@ -20,7 +20,7 @@ from kakuin.errors import KeyRuleError, NameRuleError, NotFound, PolicyError
 from kakuin.policy import names as name_rules
 from kakuin.policy.profiles import Kind, Profile, Purpose, ValidityKind
 from kakuin.policy.subject import SubjectRules, check_subject
-from kakuin.policy.validity import decide_validity, max_tls_validity_days
+from kakuin.policy.validity import decide_exact_not_after, decide_validity, max_tls_validity_days
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,9 @@ class IssueRequest:
     emails: tuple[str, ...] = ()
     institution: str | None = None  # registered English name
     requested_days: int | None = None
+    # An exact notAfter (ACME's newOrder notAfter): valid from issuance until then,
+    # refused when beyond the limit; exclusive with requested_days.
+    requested_not_after: dt.datetime | None = None
     requested_by: str = ""
     purpose: Purpose | None = None
     extra_extensions: tuple[tuple[x509.ExtensionType, bool], ...] = field(default=())
@@ -115,17 +118,28 @@ def check_names(profile: Profile, req: IssueRequest, allowed_domains: list[str] 
         raise NameRuleError(f"profile {profile.name} carries no e-mail addresses", rule="email-not-allowed")
 
 
+def validity_limits(config: Config, profile: Profile, now: dt.datetime) -> tuple[int | None, int | None]:
+    """(days, months): the longest validity ``profile`` allows for issuance at ``now``."""
+    if profile.validity is ValidityKind.TLS_SCHEDULE:
+        return max_tls_validity_days(now), None
+    if profile.validity is ValidityKind.MONTHS:
+        months = config.policy.client_validity_months if profile.kind is Kind.CLIENT else profile.validity_value
+        return None, months
+    return profile.validity_value, None
+
+
 def validity_for(
     config: Config, profile: Profile, req: IssueRequest, now: dt.datetime
 ) -> tuple[dt.datetime, dt.datetime, str | None]:
     """notBefore, notAfter and a note when the request was shortened (policy/validity.py)."""
-    if profile.validity is ValidityKind.TLS_SCHEDULE:
-        limit_days, limit_months = max_tls_validity_days(now), None
-    elif profile.validity is ValidityKind.MONTHS:
-        months = config.policy.client_validity_months if profile.kind is Kind.CLIENT else profile.validity_value
-        limit_days, limit_months = None, months
-    else:
-        limit_days, limit_months = profile.validity_value, None
+    limit_days, limit_months = validity_limits(config, profile, now)
+    if req.requested_not_after is not None:
+        if req.requested_days is not None:
+            raise ValueError("requested_days and requested_not_after are exclusive")
+        e = decide_exact_not_after(
+            now=now, limit_days=limit_days, limit_months=limit_months, not_after=req.requested_not_after
+        )
+        return e.not_before, e.not_after, None
     d = decide_validity(
         now=now,
         limit_days=limit_days,

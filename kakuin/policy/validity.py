@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import math
 from dataclasses import dataclass
 
 from kakuin.errors import ValidityError
@@ -102,6 +103,36 @@ def _add_months(at: dt.datetime, months: int) -> dt.datetime:
     raise ValueError("unreachable")
 
 
+def _max_after(not_before: dt.datetime, limit_days: int | None, limit_months: int | None) -> dt.datetime:
+    if limit_days is not None:
+        return not_after_for(not_before, limit_days)
+    if limit_months is not None:
+        return _add_months(not_before, limit_months) - SECOND
+    raise ValueError("a profile needs a validity limit")
+
+
+def decide_exact_not_after(
+    *, now: dt.datetime, limit_days: int | None, limit_months: int | None, not_after: dt.datetime
+) -> ValidityDecision:
+    """A leaf valid from ``now`` (to the second) until exactly ``not_after``, as an
+    ACME order's notAfter asks. RFC 8555 §7.4: the CA MUST NOT issue a certificate
+    other than the one requested, so a notAfter beyond the limit is refused here,
+    never shortened (whatever ``policy.over_limit`` says)."""
+    not_before = now.replace(microsecond=0)
+    if not_after.microsecond:
+        raise ValidityError("the requested notAfter must be a whole second", rule="validity-precision")
+    if not_after <= not_before:
+        raise ValidityError("the requested notAfter is not after the issuance time", rule="validity-min")
+    max_after = _max_after(not_before, limit_days, limit_months)
+    if not_after > max_after:
+        raise ValidityError(
+            f"the requested notAfter {not_after:%Y-%m-%dT%H:%M:%SZ} is beyond the limit of "
+            f"{int(period_days(not_before, max_after))} days for issuance on {now.date().isoformat()}",
+            rule="validity-max",
+        )
+    return ValidityDecision(not_before, not_after, math.ceil(period_days(not_before, not_after)))
+
+
 def decide_validity(
     *,
     now: dt.datetime,
@@ -120,12 +151,7 @@ def decide_validity(
     limit itself.
     """
     not_before = now.replace(microsecond=0) - backdate
-    if limit_days is not None:
-        max_after = not_after_for(not_before, limit_days)
-    elif limit_months is not None:
-        max_after = _add_months(not_before, limit_months) - SECOND
-    else:
-        raise ValueError("a profile needs a validity limit")
+    max_after = _max_after(not_before, limit_days, limit_months)
     max_days = int(period_days(not_before, max_after))
 
     if requested_days is None:
