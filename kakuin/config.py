@@ -135,7 +135,7 @@ class ACMELimitsConfig(_Model):
     # Pending (unexpired) authorizations per account (Boulder: 1,000).
     pending_authorizations: int = Field(default=1000, ge=0)
     # Certificates for exactly the same set of names per 7 days, across
-    # accounts (Boulder: 5); an RFC 9773 "replaces" renewal is exempt.
+    # accounts (Boulder: 5); RFC 9773 "replaces" renewals count too.
     duplicate_certificates: int = Field(default=5, ge=0)
     # EAB key identifiers whose accounts no limit applies to (the operator's
     # escape hatch for a known heavy client).

@@ -511,3 +511,41 @@ def test_account_object_eab_contacts_status_and_deactivation(env: Env) -> None:
     assert refused.status_code == 401 and refused.json()["type"] == ERR + "unauthorized"
     again = c.post(c.dir["newAccount"], {"onlyReturnExisting": True}, kid=None)
     assert again.status_code == 401 and again.json()["type"] == ERR + "unauthorized"
+
+
+def test_ari_replaces_canonical_ids_and_renew_now(env: Env) -> None:
+    from kakuin.acme.ari import cert_id
+
+    c = env.registered()
+    _, pem = issue(c, ["ari.example.ac.jp"])
+    leaf = x509.load_pem_x509_certificates(pem.encode())[0]
+    cid = cert_id(leaf)
+    aki, serial = cid.split(".")
+    # Only the canonical spelling names the certificate (RFC 9773 §4.1: the DER
+    # serial, minimal): a needless leading zero or stray trailing bits are 400.
+    n = leaf.serial_number
+    padded = aki + "." + b64(bytes(1) + n.to_bytes((n.bit_length() + 7) // 8, "big"))
+    if padded != cid:  # (a serial with its top bit set has the zero octet already)
+        assert env.http.get(f"/acme/renewal-info/{padded}").json()["type"] == ERR + "malformed"
+        assert c.new_order(["ari.example.ac.jp"], replaces=padded).json()["type"] == ERR + "malformed"
+    stray = aki[:-1] + chr(ord(aki[-1]) + 1) if aki[-1] in "AEIMQUYcgkosw048" else None
+    if stray:
+        assert env.http.get(f"/acme/renewal-info/{stray}.{serial}").json()["type"] == ERR + "malformed"
+    assert env.http.get(f"/acme/renewal-info/{cid}").status_code == 200
+    # Another account may not name it; the owner may, once: a second order while the
+    # first replacement is still pending is 409 alreadyReplaced (§5).
+    other = env.registered()
+    assert other.new_order(["ari.example.ac.jp"], replaces=cid).json()["type"] == ERR + "unauthorized"
+    first = c.new_order(["ari.example.ac.jp"], replaces=cid)
+    assert first.status_code == 201, first.text
+    second = c.new_order(["ari.example.ac.jp"], replaces=cid)
+    assert second.status_code == 409 and second.json()["type"] == ERR + "alreadyReplaced"
+    # Once the first replacement is invalid (its authorization deactivated), it may be named again.
+    az = first.json()["authorizations"][0]
+    c.post(az, {"status": "deactivated"})
+    assert c.new_order(["ari.example.ac.jp"], replaces=cid).status_code == 201
+    # The operator's "renew now" takes the serial as openssl prints it.
+    printed = "serial=" + format(leaf.serial_number, "X").rjust(40, "0")
+    assert env.ctx.acme.set_renewal_now([printed]) == 1
+    assert env.http.get(f"/acme/renewal-info/{cid}").json()["suggestedWindow"]["end"] < env.ctx.clock.now().strftime(
+        "%Y-%m-%dT%H:%M:%SZ")

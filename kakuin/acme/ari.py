@@ -15,13 +15,15 @@ import datetime as dt
 from dataclasses import dataclass
 
 from cryptography import x509
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kakuin.acme.errors import AlreadyReplaced, Malformed
 from kakuin.acme.jws import b64d, b64e
+from kakuin.acme.models import ACMEAuthorization
 from kakuin.acme.repos import ARIRepo, OrderRepo
 from kakuin.clock import Clock, as_utc
-from kakuin.errors import NotFound
+from kakuin.errors import NotFound, Unauthorized
 from kakuin.store.db import Database
 from kakuin.store.models import Certificate
 from kakuin.store.repos import CARepo, CertificateRepo
@@ -47,13 +49,21 @@ class RenewalInfo:
 
 
 def parse_cert_id(cert_id: str) -> tuple[bytes, str]:
-    """(AKI keyIdentifier, serial as kakuin's lowercase hex)."""
+    """(AKI keyIdentifier, serial as kakuin's lowercase hex). Only the one
+    canonical spelling of a certificate's identifier is accepted: unpadded
+    base64url with zero trailing bits, and the serial's DER content octets,
+    which are minimal (no leading zero octet unless the next has its top bit
+    set) — so the identifier a ``replaces`` names can be compared as a string."""
     aki_b64, dot, serial_b64 = cert_id.partition(".")
     if not dot or not aki_b64 or not serial_b64 or "=" in cert_id:
         raise Malformed("a certificate identifier is base64url(AKI).base64url(serial)")
     aki, serial = b64d(aki_b64, "AKI"), b64d(serial_b64, "serial")
+    if b64e(aki) != aki_b64 or b64e(serial) != serial_b64:
+        raise Malformed("a certificate identifier must be canonical base64url (no stray trailing bits)")
     if not serial or serial[0] & 0x80:
         raise Malformed("the serial must be the DER encoding of a positive integer")
+    if len(serial) > 1 and serial[0] == 0 and not serial[1] & 0x80:
+        raise Malformed("the serial must be its minimal DER encoding (no needless leading zero)")
     return aki, format(int.from_bytes(serial, "big"), "x")
 
 
@@ -79,17 +89,25 @@ def _lookup(s: Session, cid: str) -> Certificate:
     return row
 
 
-def check_replaces(s: Session, account_id: int, cid: str, names: list[str]) -> None:
+def check_replaces(s: Session, account_id: int, cid: str, names: list[str], now: dt.datetime) -> None:
     """RFC 9773 §5: the replaced certificate was ordered by this account, shares a
-    name with the new order, and has no finished successor yet (Boulder's rules)."""
+    name with the new order, and is not already named by another order that is
+    not invalid (pending, ready, processing or valid; Boulder's rules)."""
+    from kakuin.acme.service import order_status
+
     row = _lookup(s, cid)
     order = OrderRepo(s).by_serial(row.serial)
     if order is None or order.account_id != account_id:
-        raise Malformed("replaces names a certificate this account did not order")
+        # Boulder: unauthorized (RFC 9773 names no type for this).
+        raise Unauthorized("replaces names a certificate this account did not order")
     if not set(row.sans.split()) & set(names):
         raise Malformed("the new order shares no identifier with the certificate it replaces")
-    if any(o.status in ("processing", "valid") for o in OrderRepo(s).replacing(cid)):
-        raise AlreadyReplaced("this certificate has already been replaced")
+    for o in OrderRepo(s).replacing(cid):
+        if o.status in ("processing", "valid"):
+            raise AlreadyReplaced("this certificate has already been replaced")
+        authzs = s.scalars(select(ACMEAuthorization).where(ACMEAuthorization.id.in_(o.authz_ids))).all()
+        if order_status(o, list(authzs), now) != "invalid":  # type: ignore[arg-type]
+            raise AlreadyReplaced(f"this certificate is already being replaced by order {o.id}")
 
 
 class RenewalInfoService:
@@ -121,7 +139,17 @@ class RenewalInfoService:
         now = self.clock.now()
         with self.db.session() as s:
             repo = CertificateRepo(s)
-            rows = [repo.by_serial(x.lower().removeprefix("0x").replace(":", "")) for x in serials]
+            rows = [repo.by_serial(_serial_hex(x)) for x in serials]
             for r in rows:
                 ARIRepo(s).put(r.serial, explanation_url, now)
         return len(rows)
+
+
+def _serial_hex(text: str) -> str:
+    """A serial as an operator may paste it (openssl's ``serial=06041D…``, with
+    colons, 0x, upper case, leading zeros) as kakuin stores it."""
+    raw = text.strip().lower().removeprefix("serial=").removeprefix("0x").replace(":", "")
+    try:
+        return format(int(raw, 16), "x")
+    except ValueError:
+        raise NotFound(f"{text!r} is not a serial number (hexadecimal)") from None

@@ -5,12 +5,13 @@ before anything is stored. Four limits, each counted by the database (so every
 kakuin process sees the others' requests), in the newOrder transaction:
 
 - failed validations per account per hostname per hour (Boulder: 5);
-- new orders per account per 3 hours (Boulder: 300);
+- new orders per account per 3 hours (Boulder: 300), renewals (RFC 9773
+  ``replaces``) exempt, as Boulder's;
 - pending, unexpired authorizations per account (Boulder: 1,000);
 - certificates for exactly the same set of names per 7 days, whichever
-  account ordered them (Boulder: 5). An RFC 9773 ``replaces`` renewal is
-  exempt: ``check_replaces`` lets each certificate be replaced once, so the
-  exemption cannot be used to loop.
+  account ordered them (Boulder: 5), renewals included: a renewal's new
+  certificate can itself be replaced, so exempting RFC 9773 ``replaces``
+  orders would let a client loop (Let's Encrypt counts them too).
 
 Counts come from ``ACMELedger.limit_counts`` (one statement, indexed);
 this module is pure: it compiles the settings and judges the counts.
@@ -76,8 +77,10 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class LimitQuery:
-    """What to count for one newOrder. ``names_hash`` None: no duplicate check
-    (an ARI renewal, or the limit is off)."""
+    """What to count for one newOrder. ``names_hash`` None: no duplicate check.
+    ``renewal``: an RFC 9773 ``replaces`` order, exempt from the new-orders
+    limit as Boulder exempts renewals from its per-account order limit; it
+    still counts as a duplicate certificate."""
 
     limits: Limits
     account_id: int
@@ -85,6 +88,7 @@ class LimitQuery:
     names_hash: str | None
     now: dt.datetime
     order_lifetime: dt.timedelta  # an order issued in the window was made at most this earlier
+    renewal: bool = False
 
     @property
     def failed_since(self) -> dt.datetime:
@@ -151,7 +155,7 @@ def enforce(q: LimitQuery, counts: Iterable[Count]) -> None:
             raise RateLimited(
                 f"too many certificates for exactly this set of names: {c.n} issued in the "
                 f"last 7 days (limit: {lim.duplicate_certificates} duplicate certificates per "
-                f"7 days; an ARI renewal with \"replaces\" is exempt); "
+                f"7 days, renewals included); "
                 f"retry after {wait} seconds",
                 wait,
             )

@@ -456,7 +456,7 @@ class ACMELedger:
         enabled parts (building it cost ~0.5 ms per newOrder) and bound here."""
         lim = q.limits
         key = (
-            bool(lim.new_orders),
+            bool(lim.new_orders and not q.renewal),
             bool(lim.pending_authorizations),
             bool(lim.duplicate_certificates and q.names_hash is not None),
             bool(lim.failed_validations and q.identifiers),

@@ -361,11 +361,14 @@ class ACMEService:
             limits=lim,
             account_id=acct.id,
             identifiers=tuple(dict.fromkeys(b for b, _ in bases)),
-            # RFC 9773 §5 in Boulder's spirit: a renewal is exempt from the
-            # duplicate-certificate limit (check_replaces allows one per certificate).
-            names_hash=None if renewal else names_hash(names),
+            # A renewal (RFC 9773 "replaces") counts too, as at Let's Encrypt:
+            # each new certificate may itself be replaced, so an exemption would
+            # let a client loop. Boulder exempts renewals only from its per-account
+            # order limit (and per-domain, which kakuin does not have): renewal=True.
+            names_hash=names_hash(names),
             now=now,
             order_lifetime=ORDER_LIFETIME,
+            renewal=renewal,
         )
 
     def _timestamp(self, p: dict[str, Any], key: str) -> dt.datetime | None:
@@ -405,7 +408,7 @@ class ACMEService:
         replaces = p.get("replaces")
         if replaces is not None:
             with self.db.session() as s:
-                check_replaces(s, acct.id, str(replaces), names)
+                check_replaces(s, acct.id, str(replaces), names, now)
         bases = [(name_rules.base_domain_of(n), n.startswith("*.")) for n in names]
         order, authzs = self.ledger.new_order(
             acct.id,
