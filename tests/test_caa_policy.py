@@ -77,6 +77,9 @@ CASES = [
     ("critical-iodef-is-known", ['128 iodef "mailto:sec@example.com"',
                                  '0 issue "kakuin.example"'], {}, True),
     ("critical-issue-is-known", ['128 issue "kakuin.example"'], {}, True),
+    # RFC 9495: issuemail is known, and governs only S/MIME: no effect on TLS.
+    ("critical-issuemail-is-known", ['128 issuemail "other.example"', '0 issue "kakuin.example"'], {}, True),
+    ("critical-issuemail-alone", ['128 issuemail ";"'], {}, True),
     ("only-iodef", ['0 iodef "mailto:sec@example.com"'], {}, True),
     ("contactemail-known", ['128 contactemail "sec@example.com"'], {}, True),
     # RFC 8659 §4.3 issuewild.

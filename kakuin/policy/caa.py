@@ -55,8 +55,10 @@ _METHOD = re.compile(r"[A-Za-z0-9-]+")
 
 # Tags we understand. RFC 8659 §4.2-4.4 define issue, issuewild and iodef; the
 # CA/Browser Forum BR (appendix A) define contactemail and contactphone, which say
-# whom to contact and restrict nothing.
-KNOWN_TAGS = frozenset({"issue", "issuewild", "iodef", "contactemail", "contactphone"})
+# whom to contact and restrict nothing; RFC 9495's issuemail governs S/MIME
+# certificates and restricts nothing for a server certificate, so a critical one
+# must not stop TLS issuance (Boulder ignores it too).
+KNOWN_TAGS = frozenset({"issue", "issuewild", "iodef", "contactemail", "contactphone", "issuemail"})
 # RFC 8659 §4.4: iodef URLs with the mailto:, http: or https: schemes.
 IODEF_SCHEMES = ("mailto:", "http:", "https:")
 
