@@ -108,6 +108,8 @@ def test_full_flow_issue_download_ari_revoke(env: Env) -> None:
     )
     bad = c.post(c.dir["revokeCert"], {"certificate": der, "reason": 9})
     assert bad.json()["type"] == ERR + "badRevocationReason"
+    boolean = c.post(c.dir["revokeCert"], {"certificate": der, "reason": True})  # not keyCompromise (1)
+    assert boolean.json()["type"] == ERR + "badRevocationReason"
     ok = c.post(c.dir["revokeCert"], {"certificate": der, "reason": 4})
     assert ok.status_code == 200, ok.text
     again = c.post(c.dir["revokeCert"], {"certificate": der, "reason": 4})

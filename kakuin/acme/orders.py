@@ -313,7 +313,8 @@ class OrderFlow:
             raise Malformed("certificate is not a DER X.509 certificate") from None
         serial = format(cert.serial_number, "x")
         reason = p.get("reason", 0)
-        if not isinstance(reason, int) or reason not in SUBSCRIBER_REASONS:
+        # JSON true is a Python int (1): a reason must be a number, not a boolean.
+        if not isinstance(reason, int) or isinstance(reason, bool) or reason not in SUBSCRIBER_REASONS:
             raise BadRevocationReason(f"reason {reason!r} is not allowed (0, 1, 3, 4, 5)")
         with self.db.session() as s:
             try:
