@@ -61,7 +61,7 @@ def prepare(work: Path, fleet, env: dict[str, str], clients: int) -> dict[str, t
         text = cfg.read_text().replace('listen = "127.0.0.1:8080"', f'listen = "127.0.0.1:{port}"', 1)
         text = text.replace('base_url = "http://127.0.0.1:8080"', f'base_url = "http://127.0.0.1:{port}"', 1)
         text += (f'\n[va]\nresolver = "{fleet.dns.resolver_for("primary")}"\nhttp01_port = {fleet.http01_port}\n'
-                 "timeout_seconds = 5\ndnssec = false\n")
+                 "timeout_seconds = 5\ndnssec = false\nallow_private_targets = true\n")
         if label == "with MPIC":
             text += fleet.mpic_toml()
         cfg.write_text(text)

@@ -418,6 +418,7 @@ def run(
                 f'[portal]\nenabled = true  # the officers\' portal (docs/portal.md)\nlisten = "{host}:{portal_port}"\n'
                 f'\n[va]\nhttp01_port = {http01_port}\nresolver = "{host}:{dns_port}"\n'
                 "dnssec = false  # kakuin.devdns does not sign; production needs a validating resolver\n"
+                "allow_private_targets = true  # the demo zone points at this machine; never in production\n"
                 f'\n[dev]\ndns = "{host}:{dns_port}"\n'
             )
     ctx = Context.open(data_dir)

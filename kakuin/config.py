@@ -121,6 +121,11 @@ class VAConfig(_Model):
     # (RFC 2308 for negative answers), at most this many seconds; 0: no cache.
     # Failures are never kept, nor are TXT answers (dns-01 asks afresh).
     dns_cache_seconds: float = Field(default=60.0, ge=0, le=28800)
+    # http-01 and tls-alpn-01 connect only to public addresses, and follow
+    # redirects only to public names (kakuin.va.targets: no loopback, private,
+    # link-local or reserved address, no .localhost/.internal/...). true only for
+    # tests and `kakuin run`'s one-machine development setup.
+    allow_private_targets: bool = False
 
 
 class ACMELimitsConfig(_Model):

@@ -55,7 +55,8 @@ def write_config(data_dir: Path, *, base_url: str, listen: str, http01: int, tls
     text = text.replace('base_url = "http://127.0.0.1:8080"', f'base_url = "{base_url}"', 1)
     # These tests resolve through the system resolver (names are overridden to
     # loopback), which does not validate DNSSEC; tests/test_dnssec_*.py cover that.
-    text += f"\n[va]\nhttp01_port = {http01}\ntlsalpn01_port = {tlsalpn01}\ntimeout_seconds = 5\ndnssec = false\n"
+    text += (f"\n[va]\nhttp01_port = {http01}\ntlsalpn01_port = {tlsalpn01}\ntimeout_seconds = 5\n"
+             "dnssec = false\nallow_private_targets = true\n")
     cfg.write_text(text + extra)
 
 

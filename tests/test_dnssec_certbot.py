@@ -88,7 +88,7 @@ def signed(template_dir: Path, tmp_path: Path) -> Iterator[Signed]:
                                 f'base_url = "http://127.0.0.1:{port}"', 1)
             # va.dnssec is left at its default (true): the resolver must validate.
             cfg.write_text(text + f'\n[va]\nresolver = "{unbound.resolver}"\n'
-                                  f"timeout_seconds = 5\nhttp01_port = {http01}\n")
+                                  f"timeout_seconds = 5\nhttp01_port = {http01}\nallow_private_targets = true\n")
             r = kakuin(data, "institution", "add", INSTITUTION, "--domain", DOMAIN)
             assert r.returncode == 0, r.stdout + r.stderr
             directory = f"http://127.0.0.1:{port}/acme/directory"

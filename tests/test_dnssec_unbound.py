@@ -44,7 +44,8 @@ class World:
     def va(self, *, resolver: str | None = None, dnssec: bool = True, timeout: float = 5.0,
            http01_port: int = 80) -> ValidationAuthority:
         cfg = VAConfig(resolver=resolver or self.unbound.resolver, timeout_seconds=timeout,
-                       dnssec=dnssec, dnssec_retry_delay=0.2, http01_port=http01_port)
+                       dnssec=dnssec, dnssec_retry_delay=0.2, http01_port=http01_port,
+                       allow_private_targets=True)
         return ValidationAuthority(cfg, SystemClock())
 
 

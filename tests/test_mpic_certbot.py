@@ -75,7 +75,8 @@ def served(fleet: Fleet, template_dir: Path, tmp_path_factory: pytest.TempPathFa
     text = text.replace('listen = "127.0.0.1:8080"', f'listen = "127.0.0.1:{port}"', 1)
     text = text.replace('base_url = "http://127.0.0.1:8080"', f'base_url = "http://127.0.0.1:{port}"', 1)
     text += (f'\n[va]\nresolver = "{fleet.dns.resolver_for("primary")}"\nhttp01_port = {fleet.http01_port}\n'
-             f"tlsalpn01_port = {fleet.tlsalpn01_port}\ntimeout_seconds = 5\ndnssec = false\n")
+             f"tlsalpn01_port = {fleet.tlsalpn01_port}\ntimeout_seconds = 5\ndnssec = false\n"
+             "allow_private_targets = true\n")
     cfg.write_text(text + fleet.mpic_toml())
     r = kakuin(data, "institution", "add", INSTITUTION, "--domain", DOMAIN)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -57,7 +57,8 @@ def make_va(ctx: Context, fleet: Fleet, urls: dict[str, str] | None = None) -> C
     urls = urls or fleet.urls
     config = ctx.config.va.model_copy(update={
         "resolver": fleet.dns.resolver_for("primary"), "http01_port": fleet.http01_port,
-        "tlsalpn01_port": fleet.tlsalpn01_port, "timeout_seconds": 3, "dnssec": False})
+        "tlsalpn01_port": fleet.tlsalpn01_port, "timeout_seconds": 3, "dnssec": False,
+        "allow_private_targets": True})
     mpic = MPICConfig(enabled=True, timeout_seconds=5, perspectives=tuple(
         PerspectiveSpec(name=n, url=urls[n], key_file=str(fleet.keys[n])) for n in NAMES))
     clients = [PerspectiveClient(n, urls[n], fleet.keys[n].read_bytes().strip(), timeout=5) for n in NAMES]

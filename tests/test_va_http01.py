@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 from kakuin.clock import UTC, FixedClock
 from kakuin.config import VAConfig
 from kakuin.va import ValidationAuthority
-from kakuin.va.http01 import MAX_BODY, MAX_REDIRECTS
+from kakuin.va.http01 import MAX_BODY, MAX_REDIRECTS, validate_http01
 
 KA = "tok.thumbprint-0123456789abcdef"
 TOKEN = "tok"
@@ -46,8 +46,9 @@ class Web:
     """An HTTP (or HTTPS) server answering by the request path; keeps what it saw."""
 
     def __init__(self, routes: dict[str, Route],
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, delay: float = 0.0) -> None:
         self.routes = routes
+        self.delay = delay  # seconds before each answer
         self.tls = tls
         self.requests: list[bytes] = []
         self.sni: list[str | None] = []
@@ -69,6 +70,7 @@ class Web:
             if answer is None:
                 await asyncio.sleep(30)
                 return
+            await asyncio.sleep(self.delay)
             writer.write(answer)
             await writer.drain()
         except (OSError, asyncio.IncompleteReadError):
@@ -94,19 +96,20 @@ def self_signed(tmp_path: Path) -> ssl.SSLContext:
 
 
 def validate(web: Web, *, tls_port: int = 443, timeout: float = 2.0,
-             addresses: Callable[[str], list[str]] = lambda host: ["127.0.0.1"],
-             domain: str = "www.example.ac.jp", web2: Web | None = None):
+             addresses: Callable[[str], list[str]] | None = lambda host: ["127.0.0.1"],
+             domain: str = "www.example.ac.jp", web2: Web | None = None,
+             allow_private: bool = True, resolver: object = None):
     async def go():
         await web.start()
         if web2 is not None:
             await web2.start()
         config = VAConfig(resolver="127.0.0.1:1", dnssec=False, http01_port=web.port,
                           tlsalpn01_port=web2.port if web2 is not None else tls_port,
-                          timeout_seconds=timeout)
+                          timeout_seconds=timeout, allow_private_targets=allow_private)
         va = ValidationAuthority(config, FixedClock(dt.datetime.now(UTC)),
                                  address_override=addresses)
         try:
-            return await va.validate_http01(domain, TOKEN, KA)
+            return await validate_http01(va, domain, TOKEN, KA, resolver=resolver)  # type: ignore[arg-type]
         finally:
             for w in (web, web2):
                 if w is not None:
@@ -252,3 +255,84 @@ def test_a_dripping_response_is_bounded_as_a_whole() -> None:
         return loop.time() - t0
 
     assert asyncio.run(run()) < 2.0
+
+
+class FakeResolver:
+    """Answers every A/AAAA question with the given addresses, DNSSEC settled."""
+
+    dnssec = False
+
+    def __init__(self, addresses: list[str]) -> None:
+        self.addresses = addresses
+        self.asked: list[str] = []
+
+    async def lookup_addresses(self, host: str):  # type: ignore[no-untyped-def]
+        from kakuin.va.resolver import AddressLookup, LookupResult
+
+        self.asked.append(host)
+        return AddressLookup(list(self.addresses), [LookupResult(host, "A", "NOERROR", dnssec="insecure")], [])
+
+
+@pytest.mark.parametrize("addresses", [["127.0.0.1"], ["10.0.0.1", "192.168.1.1"], ["169.254.169.254"],
+                                       ["::1"], ["100.64.0.1", "fc00::1"]])
+def test_non_public_addresses_are_never_connected(addresses: list[str]) -> None:
+    """SSRF: a name resolving only to the CA's own network is refused before any connection."""
+    web = Web({CHALLENGE: lambda h: reply()})
+    record = validate(web, addresses=None, allow_private=False, resolver=FakeResolver(addresses))
+    assert not record.ok and record.problem == "dns", record
+    assert "non-public" in record.error and web.requests == []
+
+
+def test_redirect_to_a_special_use_name_is_refused_unresolved() -> None:
+    asked: list[str] = []
+
+    def addresses(host: str) -> list[str]:
+        asked.append(host)
+        return ["127.0.0.1"]
+
+    for target in ("http://localhost/x", "http://metadata.internal/x", "http://intranet/x"):
+        web = Web({CHALLENGE: lambda h, t=target: redirect(t)})
+        record = validate(web, addresses=addresses, allow_private=False)
+        assert not record.ok and record.problem == "connection", record
+        assert "special-use" in record.error or "single-label" in record.error
+    assert set(asked) == {"www.example.ac.jp"}
+
+
+def test_303_is_not_followed() -> None:
+    web = Web({CHALLENGE: lambda h: redirect("/final", 303), "/final": lambda h: reply()})
+    record = validate(web)
+    assert not record.ok and record.problem == "unauthorized"
+    assert "invalid response status 303" in record.error
+
+
+@pytest.mark.parametrize("location", ["http://www.example.ac.jp:99999/", "http://www.example.ac.jp:abc/",
+                                      "http://[www.example/x", "http://www.example.ac.jp:0/"])
+def test_malformed_redirects_are_refused(location: str) -> None:
+    web = Web({CHALLENGE: lambda h: redirect(location)})
+    record = validate(web)
+    assert not record.ok and record.problem == "connection", record
+
+
+def test_only_trailing_whitespace_is_ignored() -> None:
+    assert validate(Web({CHALLENGE: lambda h: reply(body=KA.encode() + b" \r\n\t")})).ok
+    leading = validate(Web({CHALLENGE: lambda h: reply(body=b" " + KA.encode())}))
+    assert not leading.ok and leading.problem == "unauthorized"
+
+
+def test_no_fallback_after_a_protocol_error() -> None:
+    """Boulder falls back to the next address only when it cannot connect."""
+    web = Web({CHALLENGE: lambda h: b"this is not HTTP\r\n\r\n"})
+    record = validate(web, addresses=lambda h: ["127.0.0.1", "127.0.0.2"])
+    assert not record.ok and record.problem == "connection"
+    assert len(web.requests) == 1
+
+
+def test_the_whole_validation_has_one_deadline() -> None:
+    hops = 6
+    routes: dict[str, Route] = {CHALLENGE: lambda h: redirect("/h1")}
+    for i in range(1, hops + 1):
+        routes[f"/h{i}"] = (lambda h, n=i + 1: redirect(f"/h{n}")) if i < hops else (lambda h: reply())
+    # Each hop answers well inside the 0.4 s timeout; together they take longer than 3 × 0.4 s.
+    record = validate(Web(routes, delay=0.25), timeout=0.4)
+    assert not record.ok and record.problem == "connection"
+    assert "longer than 1.2 s" in record.error, record.error

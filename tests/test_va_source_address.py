@@ -70,7 +70,8 @@ def test_dns_http01_and_tlsalpn01_leave_from_the_source_address() -> None:
     try:
         config = VAConfig(resolver=f"127.0.0.1:{dns_sock.getsockname()[1]}", dnssec=False,
                           http01_port=http.server_address[1], tlsalpn01_port=tls.getsockname()[1],
-                          timeout_seconds=3, source_address=SOURCE)
+                          timeout_seconds=3, source_address=SOURCE,
+                          allow_private_targets=True)
         va = ValidationAuthority(config, FixedClock(dt.datetime.now(UTC)))
 
         async def go() -> None:

@@ -27,7 +27,6 @@ forbidden-target (403). ``GET /health`` (unauthenticated) and ``GET /metrics``.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import time
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from kakuin.perspective.auth import AuthError, NonceCache, sign_response, verify
 from kakuin.perspective.metrics import CONTENT_TYPE, Metrics
 from kakuin.policy.names import check_dns_name
 from kakuin.va import ValidationAuthority, ValidationRecord
+from kakuin.va.targets import NON_PUBLIC_SUFFIXES, non_public_reason  # noqa: F401  (re-exported)
 
 __all__ = ["CHECK_PATH", "PROBLEM_NS", "Perspective", "create_perspective_app", "validated_value"]
 
@@ -56,11 +56,6 @@ VERSION = "kakuin-perspective/1"
 MAX_BODY = 16 * 1024
 # Open MPIC validation_method → RFC 8555 challenge type.
 DCV_METHODS = {"acme-http-01": "http-01", "acme-dns-01": "dns-01", "acme-tls-alpn-01": "tls-alpn-01"}
-# Special-use and non-public names (RFC 6761, RFC 6762, RFC 8375, RFC 9476, ICANN .internal).
-NON_PUBLIC_SUFFIXES = ("localhost", "local", "test", "invalid", "example", "internal", "home.arpa",
-                       "alt", "onion", "arpa")
-
-
 class _Req(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -105,23 +100,6 @@ def validated_value(method: str, key_authorization: str) -> str:
     return key_authorization
 
 
-def non_public_reason(target: str) -> str | None:
-    """Why ``target`` (a name or an address) is not a public Internet target, or None."""
-    try:
-        ip = ipaddress.ip_address(target.strip("[]"))
-    except ValueError:
-        name = target.rstrip(".").lower()
-        if "." not in name:
-            return f"{target} is a single-label name"
-        for suffix in NON_PUBLIC_SUFFIXES:
-            if name == suffix or name.endswith("." + suffix):
-                return f"{target} is under the special-use name .{suffix}"
-        return None
-    if not ip.is_global:
-        return f"{target} is not a public address"
-    return None
-
-
 @dataclass
 class Perspective:
     """One perspective: its name, key, VA settings and whether private targets are allowed."""
@@ -134,6 +112,11 @@ class Perspective:
     nonces: NonceCache = field(default_factory=NonceCache)
     metrics: Metrics = field(default_factory=lambda: Metrics("mpic_perspective"))
     _va: ValidationAuthority | None = None
+
+    def __post_init__(self) -> None:
+        # The perspective's own VA refuses non-public addresses unless it may reach them.
+        if self.va_config.allow_private_targets != self.allow_private_targets:
+            self.va_config = self.va_config.model_copy(update={"allow_private_targets": self.allow_private_targets})
 
     @property
     def va(self) -> ValidationAuthority:

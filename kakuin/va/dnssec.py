@@ -41,6 +41,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from kakuin.policy.dnssec import answer_decision, worst
+from kakuin.va.targets import non_public_reason
 
 if TYPE_CHECKING:
     from kakuin.va import ValidationAuthority
@@ -328,4 +329,11 @@ async def checked_addresses(va: ValidationAuthority, host: str,
     if not found.addresses and found.failures:
         first = found.failures[0]
         raise AddressRefused(first.reason, worst([first.dnssec]), evidence)
-    return CheckedAddresses(found.addresses, status, evidence)
+    addresses = found.addresses
+    if not va.config.allow_private_targets:
+        # Never connect to the CA's own network (kakuin.va.targets), as Boulder.
+        addresses = [a for a in found.addresses if non_public_reason(a) is None]
+        if found.addresses and not addresses:
+            raise AddressRefused(f"{host} resolves only to non-public addresses "
+                                 f"({', '.join(found.addresses)})", status, evidence)
+    return CheckedAddresses(addresses, status, evidence)

@@ -13,6 +13,7 @@ BR 3.2.2.4, issue #8); the statuses are recorded per host.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urljoin, urlsplit
@@ -20,12 +21,14 @@ from urllib.parse import quote, urljoin, urlsplit
 from kakuin.policy.dnssec import worst
 from kakuin.va import httpfetch
 from kakuin.va.dnssec import AddressRefused, checked_addresses
+from kakuin.va.targets import non_public_reason
 
 if TYPE_CHECKING:
     from kakuin.va import ValidationAuthority, ValidationRecord
     from kakuin.va.resolver import Resolver
 
 MAX_REDIRECTS = 10  # Boulder: maxRedirect
+DEADLINE_TIMEOUTS = 3  # the whole validation: this many connection timeouts
 MAX_BODY = 8192  # RFC 8555 §8.3 bodies are ~90 octets; Boulder reads a few KB at most
 METHOD = "http-01"
 
@@ -64,8 +67,10 @@ async def _addresses(va: ValidationAuthority, host: str, resolver: Resolver | No
     addrs = checked.addresses
     if not addrs:
         raise _Refused("dns", f"DNS problem: no A or AAAA records found for {host}")
-    # Boulder prefers IPv6 and falls back to IPv4.
-    return sorted(addrs, key=lambda a: ":" not in a)
+    # Boulder tries the first IPv6 address, then falls back to the first IPv4 one.
+    v6 = [a for a in addrs if ":" in a]
+    v4 = [a for a in addrs if ":" not in a]
+    return v6[:1] + v4[:1]
 
 
 async def validate_http01(
@@ -75,7 +80,10 @@ async def validate_http01(
     """``resolver`` defaults to the VA's own; a remote perspective (issue #6) passes its own."""
     seen: list[dict] = []  # DNSSEC status of each host's address lookups
     port = va.config.http01_port
-    allowed = {"http": {80, port}, "https": {443, va.config.tlsalpn01_port}}
+    # BR "Authorized Ports": 80 and 443, whatever the scheme (as Boulder); the
+    # configured challenge ports stand in for them on a test machine.
+    ports = {80, 443, port, va.config.tlsalpn01_port}
+    allowed = {"http": ports, "https": ports}
     url = (
         f"http://{domain}"
         + (f":{port}" if port != 80 else "")
@@ -84,10 +92,30 @@ async def validate_http01(
     hops: list[dict[str, object]] = []
     timeout = va.config.timeout_seconds
     try:
+        # One deadline for the whole validation (as Boulder's context), so that a
+        # chain of slow redirects or silent addresses cannot hold the VA for long.
+        async with asyncio.timeout(timeout * DEADLINE_TIMEOUTS):
+            return await _follow(va, domain, url, key_authorization, allowed, hops, seen, resolver)
+    except TimeoutError:
+        return va.record(
+            METHOD, domain, ok=False, observed=_observed(hops, seen), problem="connection",
+            error=f"{url}: the validation took longer than {timeout * DEADLINE_TIMEOUTS:g} s",
+            dnssec=_status(seen),
+        )
+
+
+async def _follow(va: ValidationAuthority, domain: str, url: str, key_authorization: str,
+                  allowed: dict[str, set[int]], hops: list[dict[str, object]], seen: list[dict],
+                  resolver: Resolver | None) -> ValidationRecord:
+    timeout = va.config.timeout_seconds
+    try:
         for _ in range(MAX_REDIRECTS + 1):
-            parts = urlsplit(url)
-            scheme, host = parts.scheme, (parts.hostname or "")
-            hop_port = parts.port or (443 if scheme == "https" else 80)
+            try:
+                parts = urlsplit(url)
+                scheme, host = parts.scheme, (parts.hostname or "")
+                hop_port = parts.port if parts.port is not None else (443 if scheme == "https" else 80)
+            except ValueError as exc:  # a port out of range or not a number, a bad IPv6 literal
+                raise _Refused("connection", f"redirect to {url!r}: not a valid URL ({exc})") from None
             if scheme not in allowed:
                 raise _Refused(
                     "connection", f"redirect to {url}: only http and https are allowed"
@@ -98,6 +126,8 @@ async def validate_http01(
                 )
             if not host or _is_ip(host):
                 raise _Refused("connection", f"redirect to {url}: the host must be a DNS name")
+            if not va.config.allow_private_targets and (why := non_public_reason(host)):
+                raise _Refused("connection", f"redirect to {url}: {why}")
             addrs = await _addresses(va, host, resolver, seen)
             target = quote(parts.path or "/", safe=_PATH_SAFE) + (
                 "?" + quote(parts.query, safe=_QUERY_SAFE) if parts.query else "")
@@ -114,8 +144,8 @@ async def validate_http01(
                         addr, hop_port, target, headers, timeout=timeout,
                         sni=host if scheme == "https" else None, source=va.config.source_address)
                     break
-                except httpfetch.FetchError as exc:
-                    last_exc = exc
+                except (httpfetch.ConnectError, httpfetch.ConnectTimeout) as exc:
+                    last_exc = exc  # Boulder: only a failure to connect falls back
             if resp is None:
                 raise _Refused(
                     "connection",
@@ -124,9 +154,13 @@ async def validate_http01(
                 )
             try:
                 hops.append({"url": url, "address": addr, "status": resp.status_code})
-                location = resp.header("location")
-                if resp.status_code in (301, 302, 303, 307, 308) and location is not None:
-                    url = urljoin(url, location)
+                location = resp.first_header("location")
+                # BR 3.2.2.4.19: only 301, 302, 307 and 308 redirects are followed.
+                if resp.status_code in (301, 302, 307, 308) and location is not None:
+                    try:
+                        url = urljoin(url, location)
+                    except ValueError as exc:
+                        raise _Refused("connection", f"redirect to {location!r}: not a valid URL ({exc})") from None
                     continue
                 try:
                     body = await resp.read_body(MAX_BODY)
@@ -138,7 +172,8 @@ async def validate_http01(
                 raise _Refused(
                     "unauthorized", f"{url}: invalid response status {resp.status_code}"
                 )
-            got = body.decode("utf-8", "replace").strip()
+            # RFC 8555 §8.3: whitespace at the end of the body is ignored (only there).
+            got = body.decode("utf-8", "replace").rstrip()
             if got != key_authorization:
                 raise _Refused(
                     "unauthorized",

@@ -152,6 +152,11 @@ class Response:
         values = [v for k, v in self.headers if k == name]
         return ", ".join(values) if values else None
 
+    def first_header(self, name: str) -> str | None:
+        """The first value of ``name`` (a Location is one URL: Go's net/http, and so
+        Boulder, follows the first of several); None when absent."""
+        return next((v for k, v in self.headers if k == name), None)
+
     async def read_body(self, limit: int) -> bytes:
         """The decoded body; BodyTooLarge once it exceeds ``limit`` octets."""
         codings = [c.strip().lower() for c in (self.header("content-encoding") or "").split(",")]

@@ -45,6 +45,8 @@ def check_certificate(der: bytes, domain: str, key_authorization: str) -> str | 
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
         return "the certificate has no subjectAltName"
+    except x509.DuplicateExtension as exc:  # RFC 5280 §4.2: each extension at most once
+        return f"the certificate repeats an extension: {exc}"
     except ValueError as exc:
         return f"the certificate cannot be parsed: {exc}"
     names = list(san.value)
@@ -104,7 +106,9 @@ async def validate_tlsalpn01(
         )
     observed["addresses"] = addrs
     last = ""
-    for addr in sorted(addrs, key=lambda a: ":" not in a):
+    # As Boulder: the first IPv6 address, then the first IPv4 one.
+    first = [a for a in addrs if ":" in a][:1] + [a for a in addrs if ":" not in a][:1]
+    for addr in first:
         try:
             _reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(
