@@ -6,6 +6,7 @@
     ├── ConfigError            configuration is invalid (names the key)
     ├── NotFound               a serial, CA, institution … does not exist
     ├── Unauthorized           the actor may not do this
+    ├── AlreadyRevokedError    the certificate was revoked already (decided by the database)
     ├── PolicyError            a request breaks a rule (has ``rule`` and ``field``)
     │   ├── SubjectRuleError   a subject DN field breaks a subject rule
     │   ├── KeyRuleError       the public key breaks a key rule
@@ -36,6 +37,10 @@ class KakuinError(Exception):
 
 class ConfigError(KakuinError):
     code = "config"
+
+
+class AlreadyRevokedError(KakuinError):
+    code = "already-revoked"
 
 
 class NotFound(KakuinError):

@@ -100,3 +100,39 @@ def test_nonce_forged_altered_expired(make_ctx: Callable[..., Context]) -> None:
         assert s.scalar(select(func.count()).select_from(ACMENonce)) == 0
     assert svc.redeem_nonce(good)
     assert not svc.redeem_nonce(good)
+
+
+def test_nonce_spelling_and_purge_under_clock_skew(make_ctx: Callable[..., Context],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """One nonce, one spelling; and a row is kept as long as any process within the
+    tolerated skew could still take its nonce for fresh (the row holds the mint time)."""
+    import base64
+    import datetime as dt
+
+    from kakuin.acme.nonces import MAX_SKEW
+    from kakuin.acme.service import NONCE_LIFETIME
+
+    c = make_ctx()
+    svc = c.acme.service
+    good = svc.new_nonce()
+    last = good[-1]
+    # The 43rd character carries 2 spare bits: another letter decodes to the same bytes.
+    twin = good[:-1] + "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[
+        ("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".index(last) ^ 1)]
+    assert base64.urlsafe_b64decode(twin + "=") == base64.urlsafe_b64decode(good + "=")
+    plus = good.replace("-", "+").replace("_", "/")
+    for variant in {twin, plus} - {good}:
+        assert not svc.redeem_nonce(variant), variant
+    # A process 45 s fast mints; this one redeems at once and purges an hour later.
+    now = c.clock.now()
+    fast = svc.nonces.mint(now + dt.timedelta(seconds=45))
+    assert svc.redeem_nonce(fast)
+    later = now + NONCE_LIFETIME + dt.timedelta(seconds=10)
+    c.clock.set(later)  # type: ignore[attr-defined]
+    import kakuin.acme.service as service_module
+
+    monkeypatch.setattr(service_module.secrets, "randbelow", lambda n: 0)  # this redemption purges
+    assert svc.redeem_nonce(svc.new_nonce())
+    assert MAX_SKEW.total_seconds() == 60
+    assert svc.nonces.genuine(fast, later)  # still within its lifetime here…
+    assert not svc.redeem_nonce(fast)  # …so its row must still be there

@@ -551,3 +551,82 @@ def test_ari_replaces_canonical_ids_and_renew_now(env: Env) -> None:
     assert env.ctx.acme.set_renewal_now([printed]) == 1
     assert env.http.get(f"/acme/renewal-info/{cid}").json()["suggestedWindow"]["end"] < env.ctx.clock.now().strftime(
         "%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_key_compromise_revokes_the_same_key_everywhere_and_is_not_for_others(env: Env) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from tests.acme_client import jws
+
+    key = ec_key()
+    c = env.registered()
+    _, pem1 = issue(c, ["a.example.ac.jp"], key)
+    _, pem2 = issue(c, ["b.example.ac.jp"], key)  # the same key, another certificate
+    leaf1, leaf2 = (x509.load_pem_x509_certificates(p.encode())[0] for p in (pem1, pem2))
+
+    def status(leaf: x509.Certificate) -> tuple:
+        with env.ctx.db.session() as s:
+            row = s.query(Certificate).filter_by(serial=format(leaf.serial_number, "x")).one()
+            return row.revoked_at is not None, row.revocation_reason
+
+    # Another account holding authorizations for the name may revoke, but only as
+    # cessationOfOperation (Boulder): it proved no compromise, no key is blocked.
+    other = env.registered()
+    ready_order(other, ["a.example.ac.jp"])
+    r = other.post(c.dir["revokeCert"], {"certificate": b64(leaf1.public_bytes(Encoding.DER)), "reason": 1})
+    assert r.status_code == 200, r.text
+    assert status(leaf1) == (True, 5) and status(leaf2) == (False, None)
+    # The key's holder proves it compromised by signing with it: the reason becomes
+    # keyCompromise (the date stays), the key is blocked and the other certificate
+    # with it is revoked at once (BR 4.9.1.1 #3).
+    body = jws(Key(key, "ES256"), c.dir["revokeCert"], {"certificate": b64(leaf1.public_bytes(Encoding.DER))},
+               nonce=c.nonce())
+    r = c.post(c.dir["revokeCert"], None, body=body)
+    assert r.status_code == 200, r.text
+    assert status(leaf1) == (True, 1) and status(leaf2) == (True, 1)
+    again = c.post(c.dir["revokeCert"], None, body=jws(
+        Key(key, "ES256"), c.dir["revokeCert"], {"certificate": b64(leaf1.public_bytes(Encoding.DER))},
+        nonce=c.nonce()))
+    assert again.json()["type"] == ERR + "alreadyRevoked"
+    order = ready_order(c, ["c.example.ac.jp"])
+    blocked = c.post(order["finalize"], {"csr": b64(csr_der(key, ["c.example.ac.jp"]))})
+    assert blocked.json()["type"] == ERR + "badCSR"
+
+
+def test_concurrent_revocations_one_wins(env: Env) -> None:
+    import threading
+
+    from kakuin.errors import AlreadyRevokedError
+
+    c = env.registered()
+    _, pem = issue(c, ["race.example.ac.jp"])
+    serial = format(x509.load_pem_x509_certificates(pem.encode())[0].serial_number, "x")
+    results: list[object] = []
+    barrier = threading.Barrier(4)
+
+    def go(reason: int) -> None:
+        barrier.wait()
+        try:
+            results.append(env.ctx.revocation.revoke(serial, reason, actor=f"t{reason}", comment="race"))
+        except AlreadyRevokedError as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=go, args=(r,)) for r in (3, 4, 5, 4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    won = [r for r in results if not isinstance(r, Exception)]
+    assert len(won) == 1 and len(results) == 4, results
+    with env.ctx.db.session() as s:
+        row = s.query(Certificate).filter_by(serial=serial).one()
+        assert row.revocation_reason == won[0].reason  # type: ignore[attr-defined]
+
+
+def test_invalid_a_labels_and_unknown_paths(env: Env) -> None:
+    c = env.registered()
+    bad = c.new_order(["xn--zz.example.ac.jp"])
+    assert bad.status_code == 400 and bad.json()["type"] == ERR + "rejectedIdentifier", bad.text
+    assert c.new_order(["xn--bcher-kva.example.ac.jp"]).status_code == 201
+    r = env.http.get("/acme/no-such-thing")
+    assert r.status_code == 404 and r.json()["type"] == ERR + "malformed" and r.headers["Replay-Nonce"]

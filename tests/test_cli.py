@@ -157,3 +157,34 @@ def test_eab_new_prints_a_certbot_command_that_parses(data: Path) -> None:
     line = next(ln for ln in res.stdout.splitlines() if "certbot register" in ln)
     key = next(ln for ln in res.stdout.splitlines() if "HMAC key:" in ln).split()[2]
     assert f"--eab-hmac-key={key}" in line
+
+
+def test_eab_flags_and_revoking_the_bound_account(data: Path) -> None:
+    assert kakuin("institution", "add", "Example University", "--domain", "example.ac.jp", data=data).returncode == 0
+    for bad in (["--expires", "99999999999d"], ["--domains", "*.example.ac.jp"]):
+        res = kakuin("eab", "new", "--institution", "Example University", *bad, data=data)
+        assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    # A credential that bound an account: revoking it says so; --revoke-account stops the account.
+    import json
+
+    from starlette.testclient import TestClient
+
+    from kakuin.app import create_app
+    from kakuin.context import Context
+    from tests.acme_client import Client
+
+    cred = json.loads(kakuin("eab", "new", "--institution", "Example University", "--json", data=data).stdout)
+    os.environ.setdefault("KAKUIN_CA_PASSPHRASE", PASSPHRASE)
+    ctx = Context.open(data)
+    with TestClient(create_app(ctx), base_url="http://127.0.0.1:8080") as http:
+        c = Client(http, "http://127.0.0.1:8080/acme/directory")
+        assert c.register((cred["kid"], cred["hmac_key"])).status_code == 201
+        res = kakuin("eab", "revoke", cred["kid"], data=data)
+        assert res.returncode == 0 and "keeps working" in res.stderr, res.stderr
+        assert c.new_order(["www.example.ac.jp"]).status_code == 201
+        res = kakuin("eab", "revoke", cred["kid"], "--revoke-account", data=data)
+        assert res.returncode == 0 and "revoked ACME account" in res.stdout, res.stdout
+        refused = c.new_order(["www.example.ac.jp"])
+        assert refused.status_code == 401 and refused.json()["type"] == "urn:ietf:params:acme:error:unauthorized"
+    ctx.db.dispose()

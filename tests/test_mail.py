@@ -148,3 +148,23 @@ def test_sensitive_mail_is_wiped_once_sent(make_ctx, smtp) -> None:  # type: ign
     with ra.ctx.db.session() as s:
         assert s.scalars(select(OutboxMail.message)).all() == [None]
     assert b"secret123" in smtp.received[0][2]
+
+
+def test_sensitive_mail_is_wiped_when_given_up(make_ctx, smtp, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    import kakuin.notify.outbox as outbox
+    from kakuin.ra.models import OutboxMail
+
+    monkeypatch.setattr(outbox, "MAX_ATTEMPTS", 2)
+    ra = RA(smtp_ctx(make_ctx, AT, smtp))
+    ra.outbox.enqueue(Mail("x@example.ac.jp", "eab", "s2", "EAB", "HMAC: secret-hmac", sensitive=True))
+    down = SMTPMailer(MailConfig(host="127.0.0.1", port=free_port(), timeout_seconds=2))
+    ra.outbox.flush(down)
+    with ra.ctx.db.session() as s:
+        assert s.scalars(select(OutboxMail.message)).all() != [None]  # kept for the retry
+    ra.outbox.flush(down)
+    with ra.ctx.db.session() as s:
+        row = s.scalars(select(OutboxMail)).one()
+        assert row.message is None and "wiped" in (row.last_error or "")
+    assert ra.outbox.flush(ra.mailer()).sent == 0 and smtp.received == []

@@ -18,6 +18,7 @@ from kakuin.context import Context, default_data_dir
 from kakuin.errors import KakuinError
 
 out = Console()
+err = Console(stderr=True)
 
 DataDir = Annotated[
     Path | None,
@@ -39,7 +40,10 @@ def _expiry(value: str | None) -> dt.datetime | None:
     if not value:
         return None
     if value.endswith("d") and value[:-1].isdigit():
-        return dt.datetime.now(UTC) + dt.timedelta(days=int(value[:-1]))
+        try:
+            return dt.datetime.now(UTC) + dt.timedelta(days=int(value[:-1]))
+        except OverflowError:
+            raise KakuinError(f"--expires {value!r}: too far in the future") from None
     try:
         at = dt.datetime.fromisoformat(value)
     except ValueError:
@@ -95,10 +99,21 @@ def eab_list(data_dir: DataDir = None,
 
 
 @eab_app.command("revoke")
-def eab_revoke(kid: str, data_dir: DataDir = None) -> None:
+def eab_revoke(
+    kid: str,
+    revoke_account: Annotated[bool, typer.Option(
+        "--revoke-account",
+        help="Also revoke the ACME account it bound: its requests are refused from now on.")] = False,
+    data_dir: DataDir = None,
+) -> None:
     """Revoke a credential: it can no longer bind an account."""
-    _ctx(data_dir).acme.eab.revoke(kid)
+    account = _ctx(data_dir).acme.eab.revoke(kid, revoke_account=revoke_account)
     out.print(f"revoked {kid}", markup=False)
+    if account is not None and revoke_account:
+        out.print(f"revoked ACME account {account}: its requests are refused from now on", markup=False)
+    elif account is not None:
+        err.print(f"ACME account {account} bound to {kid} keeps working; run again with --revoke-account "
+                  "to stop it", markup=False)
 
 
 @ari_app.command("renew-now")

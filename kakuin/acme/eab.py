@@ -122,6 +122,9 @@ class EABService:
             inst = InstitutionRepo(s).by_name(institution)
             registered = [d.domain for d in inst.domains if d.approved]
             for d in domains:
+                if d.startswith("*."):  # check_within matches names, not patterns
+                    raise KakuinError(f"--domains {d!r}: give the domain ({d[2:]}); its wildcard "
+                                      "and every name below it are included")
                 check_dns_name(d)
                 check_within(d, registered)
             kid = "kid-" + secrets.token_urlsafe(18)
@@ -140,13 +143,31 @@ class EABService:
             name = inst.name_en
         return NewCredential(kid, b64e(key), name, domains, expires_at)
 
-    def revoke(self, kid: str) -> None:
+    def revoke(self, kid: str, *, revoke_account: bool = False) -> int | None:
+        """The credential binds no new account; returns the account it bound, if
+        any. That account keeps working (as at step-ca and AWS) unless
+        ``revoke_account``: then its status becomes "revoked" (RFC 8555 §7.1.6,
+        server-initiated), every later request of it is refused (401), and its
+        pending authorizations are deactivated. Issued certificates stay valid:
+        revoking them is a decision of its own (kakuin revoke)."""
+        from sqlalchemy import update
+
+        from kakuin.acme.models import ACMEAccount, ACMEAuthorization
+
         with self.db.session() as s:
-            cred = EABRepo(s).by_kid(kid)
+            repo = EABRepo(s)
+            cred = repo.by_kid(kid)
             if cred is None:
                 raise NotFound(f"no EAB credential {kid!r}")
             if cred.revoked_at is None:
                 cred.revoked_at = self.clock.now()
+            account_id = repo.bound_account(cred.id)
+            if revoke_account and account_id is not None:
+                s.execute(update(ACMEAccount).where(ACMEAccount.id == account_id).values(status="revoked"))
+                s.execute(update(ACMEAuthorization)
+                          .where(ACMEAuthorization.account_id == account_id, ACMEAuthorization.status == "pending")
+                          .values(status="deactivated"))
+            return account_id
 
     def list(self) -> list[CredentialInfo]:
         with self.db.session() as s:

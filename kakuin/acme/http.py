@@ -331,6 +331,12 @@ def acme_routes(ctx: Context) -> list[BaseRoute]:
         (f"{r}/revoke-cert", revoke, ["POST"]),
         (f"{r}/renewal-info/{{cert_id:str}}", renewal_info, ["GET", "HEAD"]),  # RFC 9773 §4.1
     ]
+
+    async def no_such_resource(request: Request) -> Response:
+        raise NotFound("no such ACME resource")  # guarded: a problem document with a nonce
+
+    # Last: any other path under /acme gets the same problem document and nonce (§6.5).
+    table.append((f"{r}/{{rest:path}}", no_such_resource, ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]))
     # Every method reaches the endpoint, so that a wrong one gets a problem
     # document (Starlette's own 405 is plain text).
     return [Route(path, _AnyMethod(methods_only(guarded(fn), methods))) for path, fn, methods in table]

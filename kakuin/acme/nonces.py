@@ -11,8 +11,10 @@ database write — a HEAD /new-nonce and every response's Replay-Nonce are free.
 Single use is decided by the database: redeeming inserts the nonce into
 ``acme_nonces`` (primary key) with ON CONFLICT DO NOTHING; only the one insert
 that adds the row wins, in any process. A nonce older than the lifetime fails
-the time check before the table is asked, so rows older than that are purged
-from time to time without reopening a replay.
+the time check before the table is asked. A row holds the nonce's own mint
+time, and rows are purged only once that is older than the lifetime plus twice
+the tolerated clock skew, so no process whose clock is within the skew can
+take a purged nonce for a fresh one.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import secrets
 __all__ = ["NonceMint"]
 
 _MAC_BYTES = 16
+# Clock difference tolerated between the processes of one installation.
+MAX_SKEW = dt.timedelta(seconds=60)
 
 
 class NonceMint:
@@ -44,17 +48,29 @@ class NonceMint:
         return base64.urlsafe_b64encode(body + self._mac(body)).rstrip(b"=").decode()
 
     def genuine(self, nonce: str, now: dt.datetime) -> bool:
-        """Minted by this installation, well-formed and not older than the lifetime
-        (nor from the future beyond a minute of clock skew between processes)."""
+        return self.issued(nonce, now) is not None
+
+    def issued(self, nonce: str, now: dt.datetime) -> dt.datetime | None:
+        """When the nonce was minted, if it was minted by this installation, is
+        well-formed and is not older than the lifetime (nor from the future beyond
+        ``MAX_SKEW`` of clock difference between processes); else None.
+
+        Only the canonical spelling is accepted (the decoder would also take
+        "+"/"/" and stray low bits in the last character): one nonce, one string,
+        one row in acme_nonces."""
         if not isinstance(nonce, str) or len(nonce) != 43:
-            return False
+            return None
         try:
             raw = base64.urlsafe_b64decode(nonce + "=")
         except (binascii.Error, ValueError):
-            return False
+            return None
+        if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != nonce:
+            return None
         body, mac = raw[:16], raw[16:]
         if not hmac.compare_digest(mac, self._mac(body)):
-            return False
+            return None
         issued = int.from_bytes(body[:8], "big") / 1000
         age = now.timestamp() - issued
-        return -60 <= age <= self.lifetime.total_seconds()
+        if not -MAX_SKEW.total_seconds() <= age <= self.lifetime.total_seconds():
+            return None
+        return dt.datetime.fromtimestamp(issued, dt.UTC)

@@ -34,7 +34,7 @@ from kakuin.acme.service import (
 from kakuin.ca.csr import csr_san
 from kakuin.ca.issuer import IssuanceService, IssueRequest, csr_names, parse_csr
 from kakuin.clock import as_utc
-from kakuin.errors import BadCSR, CAAError, KakuinError, NotFound, Unauthorized
+from kakuin.errors import AlreadyRevokedError, BadCSR, CAAError, KakuinError, NotFound, Unauthorized
 from kakuin.http import database_work_inline, run_database_work
 from kakuin.policy.keys import check_key
 from kakuin.ra.revocation import RevocationService
@@ -323,11 +323,12 @@ class OrderFlow:
                 raise NotFound("no such certificate") from None
             if row.der != cert.public_bytes(Encoding.DER):
                 raise NotFound("no such certificate")
+            proven = False  # the request itself proves the key compromised
             if req.account is None:
                 # Signed by the certificate's key: only that key proves anything here.
                 if _spki(req.key) != _spki(cert.public_key()):
                     raise Unauthorized("the JWS key is not the certificate's key")
-                reason = 1  # Boulder: revocation by the certificate key is keyCompromise
+                reason, proven = 1, True  # Boulder: revocation by the certificate key is keyCompromise
             else:
                 order = OrderRepo(s).by_serial(serial)
                 if order is None or order.account_id != req.account.id:
@@ -336,12 +337,28 @@ class OrderFlow:
                     held = AuthzRepo(s).valid_for(req.account.id, bases, self.clock.now())
                     if not names or not set(bases) <= held:
                         raise Unauthorized("this account may not revoke this certificate")
-            if row.revoked_at is not None:
-                raise AlreadyRevoked("the certificate is already revoked")
+                    # Boulder: an account that controls the names but is not the
+                    # subscriber revokes as cessationOfOperation; it has shown no
+                    # compromise, and must not get the subscriber's key blocked.
+                    reason = 5
+            already = row.revoked_at is not None
         actor = (
             f"acme:{self.acme.urls.account(req.account.id) if req.account else 'certificate-key'}"
         )
-        self.revocation.revoke(serial, reason, actor=actor, comment="ACME revokeCert")
+        try:
+            if already and proven:
+                # Revoked before for another reason: the key is now shown compromised.
+                done = self.revocation.key_compromise_proven(serial, actor=actor)
+            elif already:
+                raise AlreadyRevoked("the certificate is already revoked")
+            else:
+                done = self.revocation.revoke(serial, reason, actor=actor, comment="ACME revokeCert")
+        except AlreadyRevokedError:
+            raise AlreadyRevoked("the certificate is already revoked") from None
+        if done.blocked_key and done.same_key:
+            revoked = self.revocation.revoke_same_key(done, actor=actor)
+            log.warning("keyCompromise of %s: revoked %d other certificate(s) with the same key: %s",
+                        serial, len(revoked), " ".join(revoked))
 
     def certificate(self, serial: str) -> Any:
         """The stored row of an issued certificate (der, issuer_id, …)."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from kakuin.acme import errors as E
 from kakuin.acme.jws import ALGORITHMS, UrlMismatch
 from kakuin.errors import (
+    AlreadyRevokedError,
     BadCSR,
     CAAError,
     KakuinError,
@@ -37,6 +38,7 @@ MAPPING: tuple[tuple[type[BaseException], str, int], ...] = (
     (E.OrderNotReady, "orderNotReady", 403),
     (E.BadRevocationReason, "badRevocationReason", 400),
     (E.AlreadyRevoked, "alreadyRevoked", 400),
+    (AlreadyRevokedError, "alreadyRevoked", 400),  # decided by the database (a concurrent revocation)
     (E.AlreadyReplaced, "alreadyReplaced", 409),  # RFC 9773 §7.4
     (E.RateLimited, "rateLimited", 429),  # RFC 8555 §6.6, with Retry-After
     (E.Conflict, "malformed", 409),  # RFC 8555 §7.3.5: 409 with the other account's URL

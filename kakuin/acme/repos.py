@@ -410,11 +410,11 @@ class ACMELedger:
             yield conn
 
     # -- nonces and accounts --------------------------------------------------
-    def redeem_nonce(self, nonce: str, now: dt.datetime, purge_before: dt.datetime | None = None) -> bool:
-        """Record the nonce as used: True only for the one caller whose INSERT
-        added the row (kakuin.acme.nonces)."""
+    def redeem_nonce(self, nonce: str, issued: dt.datetime, purge_before: dt.datetime | None = None) -> bool:
+        """Record the nonce as used (the row's created_at is when it was minted):
+        True only for the one caller whose INSERT added the row (kakuin.acme.nonces)."""
         with self._write(single=True) as conn:
-            won = self._f_nonce_use.first(conn, {"nonce": nonce, "created_at": now}) is not None
+            won = self._f_nonce_use.first(conn, {"nonce": nonce, "created_at": issued}) is not None
             if purge_before is not None:
                 conn.execute(self._nonce_purge, {"older_than": purge_before})
         return won

@@ -136,6 +136,11 @@ class OutboxService:
                         r.attempts += 1
                         r.last_error = exc.message[:2000]
                         r.claimed_at = None
+                        if r.sensitive and r.attempts >= MAX_ATTEMPTS:
+                            # Given up: a PIN or HMAC key does not stay in the database
+                            # either way; the officer issues a new one.
+                            r.message = None
+                            r.last_error = (r.last_error + "; given up, the secret it carried was wiped")[:2000]
                     log.warning("mail %s to %s not sent: %s", mail_id, recipient, exc.message)
                     continue
                 sent += 1

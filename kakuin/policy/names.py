@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
+import idna
+
 from kakuin.errors import NameRuleError
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -35,8 +37,22 @@ def check_dns_name(name: str) -> None:
             raise NameRuleError(f"DNS name {name!r} has an invalid label {label!r}", rule="dns-label")
         if label[2:4] == "--" and not label.startswith("xn--"):
             raise NameRuleError(f"DNS name {name!r}: reserved label {label!r}", rule="dns-label")
+        if label.startswith("xn--"):
+            _check_a_label(name, label)
     if labels[-1].isdigit():
         raise NameRuleError(f"DNS name {name!r} has a numeric TLD", rule="dns-label")
+
+
+def _check_a_label(name: str, label: str) -> None:
+    """An xn-- label must be a valid IDNA 2008 A-label, in its one canonical form
+    (BR 7.1.4.2.x / RFC 5890; pkilint refuses the certificate otherwise, and
+    Boulder refuses the identifier at newOrder)."""
+    try:
+        ok = idna.encode(idna.decode(label)).decode("ascii") == label
+    except (idna.IDNAError, UnicodeError, ValueError):
+        ok = False
+    if not ok:
+        raise NameRuleError(f"DNS name {name!r} has an invalid A-label {label!r}", rule="dns-idna")
 
 
 def base_domain_of(name: str) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from kakuin.clock import Clock, as_utc
-from kakuin.errors import KakuinError, PolicyError, Unauthorized
+from kakuin.errors import AlreadyRevokedError, KakuinError, PolicyError, Unauthorized
 from kakuin.status.models import RevocationRequest
 from kakuin.status.repos import RevocationRequestRepo, unrevoked_with_key
 from kakuin.store.db import Database
@@ -156,7 +156,7 @@ class RevocationService:
             cert = CertificateRepo(s).by_serial(serial)
             self._check_institution(cert, actor_institution_id)
             if cert.revoked_at is not None:
-                raise KakuinError(f"serial {cert.serial} is already revoked")
+                raise AlreadyRevokedError(f"serial {cert.serial} is already revoked")
             req = RevocationRequestRepo(s).add(
                 RevocationRequest(
                     serial=cert.serial,
@@ -210,14 +210,15 @@ class RevocationService:
             if cert.state != "issued":
                 raise KakuinError(f"serial {cert.serial} was never issued (state {cert.state})")
             if cert.revoked_at is not None:
-                raise KakuinError(f"serial {cert.serial} is already revoked")
-            repo.mark(
+                raise AlreadyRevokedError(f"serial {cert.serial} is already revoked")
+            if not repo.mark_revoked(
                 cert.id,
                 revoked_at=now,
                 revocation_reason=reason,
                 revocation_comment=(comment or "").strip() or None,
                 invalidity_date=invalidity_date,
-            )
+            ):  # another process revoked it since it was read: its revocation stands
+                raise AlreadyRevokedError(f"serial {cert.serial} is already revoked")
             requests = RevocationRequestRepo(s)
             if request_id is not None:
                 req = requests.by_id(request_id)
@@ -247,6 +248,42 @@ class RevocationService:
             result = Revoked(cert.serial, reason, now, blocked, same_key, req.id)
         self._tell([event])
         return result
+
+    def key_compromise_proven(self, serial: str, *, actor: str) -> Revoked:
+        """The key of an already revoked certificate is shown to be compromised
+        (a revocation request signed with it): block the key, and make the
+        revocation reason keyCompromise if it was another one (the revocation
+        date stays; BR 4.9.1.1 #3, as Boulder's updateRevocationForKeyCompromise).
+        ``Revoked.reason`` is 1; ``request_id`` None; raises AlreadyRevokedError
+        when the reason was keyCompromise already (the key is blocked either way)."""
+        now = self.clock.now()
+        with self.db.session() as s:
+            repo = CertificateRepo(s)
+            cert = repo.by_serial(_norm(serial))
+            if cert.revoked_at is None:
+                raise KakuinError(f"serial {cert.serial} is not revoked")
+            BlockedKeyRepo(s).block(cert.spki_sha256, f"keyCompromise via {actor}", cert.serial, now)
+            changed = repo.upgrade_to_key_compromise(cert.id)
+            same_key = tuple(unrevoked_with_key(s, cert.spki_sha256, cert.serial))
+            event = RevocationEvent(cert.serial, cert.issuer_id, cert.crl_shard, KEY_COMPROMISE)
+            result = Revoked(cert.serial, KEY_COMPROMISE, as_utc(cert.revoked_at), True, same_key, None)
+        if not changed:
+            raise AlreadyRevokedError(f"serial {cert.serial} is already revoked for keyCompromise")
+        self._tell([event])
+        return result
+
+    def revoke_same_key(self, first: Revoked, *, actor: str) -> list[str]:
+        """After a keyCompromise: revoke every other unrevoked certificate with the
+        same key now (BR 4.9.1.1 #3 gives 24 hours; Boulder's bad-key-revoker does
+        the same). Returns the serials revoked; one revoked meanwhile is skipped."""
+        done = []
+        for other in first.same_key:
+            try:
+                self.revoke(other, KEY_COMPROMISE, actor=actor, comment=f"same key as {first.serial} (keyCompromise)")
+            except AlreadyRevokedError:
+                continue
+            done.append(other)
+        return done
 
     def _tell(self, events: list[RevocationEvent]) -> None:
         # After commit: the revocation stands even if a listener fails; the

@@ -132,6 +132,25 @@ class CertificateRepo:
     def mark(self, cert_id: int, **values: object) -> None:
         self.s.execute(update(Certificate).where(Certificate.id == cert_id).values(**values))
 
+    def mark_revoked(self, cert_id: int, **values: object) -> bool:
+        """Record a revocation unless one is recorded already: True when this
+        call recorded it (the database decides between concurrent revocations)."""
+        result = self.s.execute(
+            update(Certificate).where(Certificate.id == cert_id, Certificate.revoked_at.is_(None)).values(**values)
+        )
+        return (result.rowcount or 0) == 1  # type: ignore[attr-defined]
+
+    def upgrade_to_key_compromise(self, cert_id: int) -> bool:
+        """A revoked certificate's reason becomes keyCompromise (1), its revocation
+        date unchanged; False when it was not revoked or already keyCompromise."""
+        result = self.s.execute(
+            update(Certificate)
+            .where(Certificate.id == cert_id, Certificate.revoked_at.is_not(None),
+                   Certificate.revocation_reason.is_distinct_from(1))
+            .values(revocation_reason=1)
+        )
+        return (result.rowcount or 0) == 1  # type: ignore[attr-defined]
+
     def abandon_stale(self, older_than: dt.datetime, now: dt.datetime) -> int:
         """Intents a crashed process left behind: say so; never reuse their serials."""
         result = self.s.execute(

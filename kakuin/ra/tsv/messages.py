@@ -95,6 +95,7 @@ POLICY_JA: dict[str, str] = {
     "dns-wildcard": "ワイルドカードの範囲が広すぎます",
     "dns-fqdn": "DNS名は完全修飾ドメイン名(FQDN)で指定してください",
     "dns-label": "DNS名に不正なラベルが含まれています",
+    "dns-idna": "DNS名に不正な国際化ドメイン名(A-label)が含まれています",
     "domain-not-registered": "機関に登録・承認されたドメインではありません",
     "email-syntax": "メールアドレスの形式が不正です",
     "key-type": "この鍵の種類は使用できません",
