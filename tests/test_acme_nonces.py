@@ -136,3 +136,55 @@ def test_nonce_spelling_and_purge_under_clock_skew(make_ctx: Callable[..., Conte
     assert MAX_SKEW.total_seconds() == 60
     assert svc.nonces.genuine(fast, later)  # still within its lifetime here…
     assert not svc.redeem_nonce(fast)  # …so its row must still be there
+
+
+@pytest.mark.postgres
+def test_one_challenge_per_authorization_on_postgresql(make_ctx: Callable[..., Context],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes claiming two different challenges of one authorization at the
+    same moment: exactly one validation starts (the authorization row is locked
+    first; each UPDATE alone would see its own snapshot and both would win)."""
+    from starlette.testclient import TestClient
+
+    from kakuin.app import create_app
+    from tests.acme_client import Client
+    from tests.helpers import add_institution
+    from tests.pg import fresh_database
+
+    base = make_ctx()
+    with fresh_database() as url:
+        monkeypatch.setenv("KAKUIN_DATABASE_URL", url)
+        a = Context.open(base.config.data_dir, clock=base.clock)
+        b = Context.open(base.config.data_dir, clock=base.clock)
+        try:
+            add_institution(a, "Example University", ("example.ac.jp",))
+            cred = a.acme.eab.new("Example University")
+            with TestClient(create_app(a), base_url="http://127.0.0.1:8080") as http:
+                c = Client(http, "http://127.0.0.1:8080/acme/directory")
+                assert c.register((cred.kid, cred.hmac_key)).status_code == 201
+                wins = 0
+                for i in range(20):
+                    r = c.new_order([f"race{i}.example.ac.jp"])
+                    az = c.get(r.json()["authorizations"][0]).json()
+                    aid = int(r.json()["authorizations"][0].rsplit("/", 1)[1])
+                    cids = [int(ch["url"].rsplit("/", 1)[1]) for ch in az["challenges"]][:2]
+                    results: list[bool] = []
+                    barrier = threading.Barrier(2)
+
+                    def claim(ctx: Context, cid: int, aid: int = aid, barrier: threading.Barrier = barrier,
+                              results: list[bool] = results) -> None:
+                        barrier.wait()
+                        results.append(ctx.acme.service.ledger.claim_challenge(cid, aid))
+
+                    threads = [threading.Thread(target=claim, args=(ctx, cid))
+                               for ctx, cid in zip((a, b), cids, strict=True)]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+                    assert sorted(results) == [False, True], (i, results)
+                    wins += 1
+                assert wins == 20
+        finally:
+            a.db.dispose()
+            b.db.dispose()

@@ -630,3 +630,90 @@ def test_invalid_a_labels_and_unknown_paths(env: Env) -> None:
     assert c.new_order(["xn--bcher-kva.example.ac.jp"]).status_code == 201
     r = env.http.get("/acme/no-such-thing")
     assert r.status_code == 404 and r.json()["type"] == ERR + "malformed" and r.headers["Replay-Nonce"]
+
+
+def _challenge_of(env: Env, c: Client, name: str) -> tuple[str, int, int, str]:
+    r = c.new_order([name])
+    az_url = r.json()["authorizations"][0]
+    ch = next(x for x in c.get(az_url).json()["challenges"] if x["type"] == "http-01")
+    cid = int(ch["url"].rsplit("/", 1)[1])
+    return r.headers["Location"], int(az_url.rsplit("/", 1)[1]), cid, az_url
+
+
+def test_a_validation_does_not_revive_a_deactivated_authorization(env: Env) -> None:
+    """RFC 8555 §7.1.6: deactivated is final, even when a validation that was
+    already running finishes afterwards."""
+    c = env.registered()
+    order_url, aid, cid, az_url = _challenge_of(env, c, "slow.example.ac.jp")
+    ledger = env.ctx.acme.service.ledger
+    assert ledger.claim_challenge(cid, aid)  # the validation is under way ("processing")
+    assert c.post(az_url, {"status": "deactivated"}).json()["status"] == "deactivated"
+    challenge, _ = ledger.challenge(cid)  # type: ignore[misc]
+    rec = env.ctx.va.record("http-01", "slow.example.ac.jp", ok=True, observed={})
+    env.ctx.acme.flow._record(challenge, aid, rec)
+    assert c.get(az_url).json()["status"] == "deactivated"
+    assert c.get(order_url).json()["status"] == "invalid"
+
+
+def test_validations_are_reused_only_within_the_br_period(env: Env) -> None:
+    import datetime as dt
+
+    from kakuin.clock import UTC
+
+    c = env.registered()
+    env.ctx.clock.set(dt.datetime(2029, 3, 10, tzinfo=UTC))  # type: ignore[attr-defined]
+    first = ready_order(c, ["reuse.example.ac.jp"])
+    authz = c.get(first["authorizations"][0]).json()
+    assert authz["expires"] == "2029-04-09T00:00:00Z"  # 30 days while the BR allow 100
+    # 15 days later the BR allow 10 (from 2029-03-15): the validation is too old.
+    env.ctx.clock.set(dt.datetime(2029, 3, 25, tzinfo=UTC))  # type: ignore[attr-defined]
+    assert c.get(first["authorizations"][0]).json()["status"] == "expired"
+    assert c.get(first["url"]).json()["status"] == "invalid"
+    again = c.new_order(["reuse.example.ac.jp"])
+    assert c.get(again.json()["authorizations"][0]).json()["status"] == "pending"
+    # A validation made now lives 10 days, the BR's limit then.
+    second = ready_order(c, ["reuse.example.ac.jp"])
+    assert c.get(second["authorizations"][0]).json()["expires"] == "2029-04-04T00:00:00Z"
+
+
+def test_finalize_rechecks_after_caa_and_reports_ca_failures(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kakuin.errors import NotFound
+
+    c = env.registered()
+    order = ready_order(c, ["caa-race.example.ac.jp"])
+    az_id = int(order["authorizations"][0].rsplit("/", 1)[1])
+    inner = env.ctx.va.check_caa
+
+    async def deactivating_caa(domain: str, **kw: object):  # type: ignore[no-untyped-def]
+        env.ctx.acme.service.ledger.set_authz(az_id, status="deactivated")  # meanwhile, elsewhere
+        return await inner(domain, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(env.ctx.va, "check_caa", deactivating_caa)
+    before = env.count(Certificate)
+    r = c.post(order["finalize"], {"csr": b64(csr_der(ec_key(), ["caa-race.example.ac.jp"]))})
+    assert r.status_code == 403 and r.json()["type"] == ERR + "orderNotReady", r.text
+    assert env.count(Certificate) == before
+    monkeypatch.setattr(env.ctx.va, "check_caa", inner)
+    # A CA-side gap after the claim is serverInternal (500), not a 404 "malformed".
+    order = ready_order(c, ["gap.example.ac.jp"])
+
+    def no_intermediate(*a: object, **kw: object) -> object:
+        raise NotFound("no active tls-ecdsa intermediate")
+
+    monkeypatch.setattr(env.ctx.acme.flow.issuance, "issue", no_intermediate)
+    r = c.post(order["finalize"], {"csr": b64(csr_der(ec_key(), ["gap.example.ac.jp"]))})
+    assert r.status_code == 500 and r.json()["type"] == ERR + "serverInternal", r.text
+    stored = c.get(order["url"]).json()
+    assert stored["status"] == "invalid" and stored["error"]["type"] == ERR + "serverInternal"
+
+
+def test_an_order_left_processing_becomes_invalid_at_expiry(env: Env) -> None:
+    import datetime as dt
+
+    c = env.registered()
+    order = ready_order(c, ["stuck.example.ac.jp"])
+    oid = int(order["url"].rsplit("/", 1)[1])
+    assert env.ctx.acme.service.ledger.claim_order(oid)  # a process took it, then died
+    assert c.get(order["url"]).json()["status"] == "processing"
+    env.ctx.clock.advance(dt.timedelta(days=8))  # type: ignore[attr-defined]
+    assert c.get(order["url"]).json()["status"] == "invalid"

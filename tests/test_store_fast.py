@@ -83,7 +83,11 @@ def _same_as_sqlalchemy(db: Database) -> None:
         assert ledger.redeem_nonce("n-1", now) is False
         assert ledger.redeem_nonce("n-2", now) is True
         # Conditional writes with values written into the statement: the first
-        # claim wins, the second finds the row no longer pending.
+        # claim wins, the second finds the row no longer pending. A challenge is
+        # claimed only while its authorization is pending.
+        pending_one = next(c for c in chals if c.status == "pending")
+        assert ledger.claim_challenge(pending_one.id, ids["authz"]) is False  # the authorization is valid
+        ledger.set_authz(ids["authz"], status="pending")
         pending = next(c for c in chals if c.status == "pending")
         tried = next(c for c in chals if c.status != "pending")
         assert ledger.claim_challenge(pending.id, ids["authz"]) is False  # another was tried

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import logging
 from dataclasses import replace
 from typing import Any
@@ -30,13 +31,23 @@ from kakuin.acme.service import (
     Authenticated,
     OrderView,
     key_authorization,
+    order_status,
 )
 from kakuin.ca.csr import csr_san
 from kakuin.ca.issuer import IssuanceService, IssueRequest, csr_names, parse_csr
 from kakuin.clock import as_utc
-from kakuin.errors import AlreadyRevokedError, BadCSR, CAAError, KakuinError, NotFound, Unauthorized
+from kakuin.errors import (
+    AlreadyRevokedError,
+    BadCSR,
+    CAAError,
+    IssuanceError,
+    KakuinError,
+    NotFound,
+    Unauthorized,
+)
 from kakuin.http import database_work_inline, run_database_work
 from kakuin.policy.keys import check_key
+from kakuin.policy.validity import dcv_reuse_days
 from kakuin.ra.revocation import RevocationService
 from kakuin.store.models import Certificate
 from kakuin.store.repos import CertificateRepo
@@ -125,11 +136,14 @@ class OrderFlow:
         ledger = self.acme.ledger
         if rec.ok:
             fields: dict[str, Any] = {"status": "valid", "validated_at": now, "record": record_json(rec)}
+            # Valid for 30 days (Boulder), never longer than the BR lets a
+            # validation be reused (dcv_reuse_days: 10 days from 2029-03-15).
+            lifetime = min(VALID_AUTHZ_LIFETIME, dt.timedelta(days=dcv_reuse_days(now)))
             ledger.record_validation(
                 c.id,
                 authz_id,
                 fields,
-                {"status": "valid", "validated_at": now, "expires": now + VALID_AUTHZ_LIFETIME},
+                {"status": "valid", "validated_at": now, "expires": now + lifetime},
             )
         else:
             err = {
@@ -195,6 +209,12 @@ class OrderFlow:
         valid: list[Challenge],
     ) -> OrderView:
         order_id = view.order.id
+        # Read again after the CAA lookups: an authorization deactivated or expired
+        # meanwhile, or the order's expiry passing, stops the issuance here.
+        now = self.clock.now()
+        found = self.acme.ledger.order(order_id)
+        if found is None or order_status(found[0], found[1], now) != "ready":
+            raise OrderNotReady("the order is no longer ready: an authorization or the order changed")
         if not self._claim(order_id):
             raise OrderNotReady("the order is already being finalized")
         try:
@@ -202,12 +222,19 @@ class OrderFlow:
         except KakuinError as exc:
             from kakuin.acme.problems import problem_for
 
-            prob = problem_for(exc)
+            failure: KakuinError = exc
+            if isinstance(exc, NotFound):
+                # After the claim, "not found" is the CA's (no active intermediate,
+                # say), not the client's: serverInternal, as Boulder reports it.
+                failure = IssuanceError(f"issuance failed: {exc.message}")
+            prob = problem_for(failure)
             self._set_order(
                 order_id,
                 status="invalid",
                 error={"type": prob.type, "detail": prob.detail, "status": prob.status},
             )
+            if failure is not exc:
+                raise failure from exc
             raise
         except BaseException:
             self._set_order(

@@ -45,7 +45,8 @@ from kakuin.acme.models import (
     Order,
 )
 from kakuin.clock import as_utc
-from kakuin.store.fast import InsertsReturningId, Prepared, UpdatesById
+from kakuin.policy.validity import dcv_reuse_days
+from kakuin.store.fast import InsertsReturningId, Prepared, UpdatesById, UpdatesPendingById
 from kakuin.store.models import Certificate, Institution, InstitutionDomain
 
 
@@ -299,14 +300,16 @@ class ACMELedger:
             select(*ccols).where(c.c.authz_id.in_(bindparam("ids", expanding=True))).order_by(c.c.id)
         )
         self._challenge = select(*ccols).where(c.c.id == bindparam("id"))
-        # pending → processing for one challenge, only while no challenge of its
-        # authorization has been tried: one statement, so the database decides.
+        # pending → processing for one challenge, only while its authorization is
+        # pending and none of its challenges has been tried: one statement, so the
+        # database decides (on PostgreSQL after locking the authorization row).
         other = c.alias("other")
         self._claim_challenge = (
             update(c)
             .where(
                 c.c.id == bindparam("cid"),
                 c.c.status == "pending",
+                exists().where(z.c.id == bindparam("aid"), z.c.status == "pending"),
                 ~exists().where(other.c.authz_id == bindparam("aid"), other.c.status != "pending"),
             )
             .values(status="processing")
@@ -324,6 +327,8 @@ class ACMELedger:
                 z.c.wildcard == bindparam("wildcard"),
                 z.c.status == "valid",
                 z.c.expires > bindparam("now"),
+                # BR 3.2.2.4: the validation may be relied on for dcv_reuse_days at most.
+                z.c.validated_at > bindparam("validated_after"),
             )
             .order_by(z.c.expires.desc())
             .limit(1)
@@ -355,6 +360,14 @@ class ACMELedger:
         self._f_certificate = Prepared(self._certificate, fast)
         self._f_set_challenge = UpdatesById(c, fast)
         self._f_set_authz = UpdatesById(z, fast)
+        self._f_settle_authz = UpdatesPendingById(z, fast)
+        # PostgreSQL: claiming a challenge first locks its authorization row, so two
+        # challenges of one authorization cannot both be claimed (each UPDATE alone
+        # sees its own snapshot). SQLite serialises writers: one statement suffices.
+        self._lock_authz = (
+            None if fast.name == "sqlite"
+            else select(z.c.id).where(z.c.id == bindparam("id"), z.c.status == "pending").with_for_update()
+        )
         self._f_set_order = UpdatesById(o, fast)
         self._f_reusable = Prepared(self._reusable, fast)
         self._f_insert_authz = InsertsReturningId(z, fast)
@@ -561,15 +574,22 @@ class ACMELedger:
             return (Challenge(**row), Authorization(**a)) if a is not None else None
 
     def claim_challenge(self, challenge_id: int, authz_id: int) -> bool:
-        with self._write(single=True) as conn:
+        if self._lock_authz is None:
+            with self._write(single=True) as conn:
+                return self._f_claim_challenge.rowcount(conn, {"cid": challenge_id, "aid": authz_id}) == 1
+        with self._write(single=False) as conn:
+            if conn.execute(self._lock_authz, {"id": authz_id}).first() is None:
+                return False  # no longer pending
             return self._f_claim_challenge.rowcount(conn, {"cid": challenge_id, "aid": authz_id}) == 1
 
     def record_validation(
         self, challenge_id: int, authz_id: int, challenge: dict[str, Any], authz: dict[str, Any]
-    ) -> None:
+    ) -> bool:
+        """The challenge's outcome, and the authorization's if it is still pending
+        (RFC 8555 §7.1.6: a deactivated one stays so); False when it was not."""
         with self._write(single=False) as conn:
             self._f_set_challenge(conn, challenge_id, challenge)
-            self._f_set_authz(conn, authz_id, authz)
+            return self._f_settle_authz(conn, authz_id, authz) == 1
 
     def set_authz(self, authz_id: int, **values: object) -> None:
         with self._write(single=True) as conn:
@@ -609,7 +629,8 @@ class ACMELedger:
             authzs: list[Authorization] = []
             for base, wildcard in names:
                 row = self._f_reusable.first(
-                    conn, {"account_id": account_id, "identifier": base, "wildcard": wildcard, "now": now}
+                    conn, {"account_id": account_id, "identifier": base, "wildcard": wildcard, "now": now,
+                           "validated_after": now - dt.timedelta(days=dcv_reuse_days(now))}
                 )
                 if row is not None:
                     authzs.append(Authorization(**row))

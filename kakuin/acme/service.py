@@ -50,6 +50,7 @@ from kakuin.clock import Clock, as_utc
 from kakuin.config import Config
 from kakuin.errors import NotFound, Unauthorized, ValidityError
 from kakuin.policy import names as name_rules
+from kakuin.policy.validity import dcv_reuse_days
 from kakuin.store.db import Database
 
 NONCE_LIFETIME = dt.timedelta(hours=1)
@@ -91,11 +92,21 @@ class OrderView:
 def authz_status(a: Authorization, now: dt.datetime) -> str:
     if a.status in ("pending", "valid") and as_utc(a.expires) <= now:
         return "expired"
+    # BR 3.2.2.4: a validation is relied on for dcv_reuse_days before issuance at
+    # most; the schedule shortens it over time (10 days from 2029-03-15), so a
+    # valid authorization can be too old at ``now`` before it expires.
+    if (a.status == "valid" and a.validated_at is not None
+            and as_utc(a.validated_at) <= now - dt.timedelta(days=dcv_reuse_days(now))):
+        return "expired"
     return a.status
 
 
 def order_status(o: Order, authzs: list[Authorization], now: dt.datetime) -> str:
-    """RFC 8555 §7.1.6: stored for processing/valid/invalid, derived otherwise."""
+    """RFC 8555 §7.1.6: stored for processing/valid/invalid, derived otherwise. An
+    order left "processing" past its expiry (the process died while issuing) is
+    invalid, as Boulder's statusForOrder has it, instead of pending forever."""
+    if o.status == "processing" and as_utc(o.expires) <= now:
+        return "invalid"
     if o.status in ("processing", "valid", "invalid"):
         return o.status
     if as_utc(o.expires) <= now:

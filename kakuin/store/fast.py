@@ -142,6 +142,21 @@ class UpdatesById(_ByColumns):
         return p.rowcount(conn, params)
 
 
+class UpdatesPendingById(_ByColumns):
+    """``UPDATE table SET <columns> WHERE id = :_id AND status = 'pending'``: a
+    row that has left "pending" (deactivated, say) is not brought back."""
+
+    def _build(self, cols: tuple[str, ...]) -> Any:
+        t = self._table
+        return (update(t).where(t.c.id == bindparam("_id"), t.c.status == "pending")
+                .values({c: bindparam("v_" + c) for c in cols}))
+
+    def __call__(self, conn: Connection, row_id: int, values: dict[str, Any]) -> int:
+        """Run it; returns the row count (0: the row was no longer pending)."""
+        p, params = self._prepared(values, _id=row_id)
+        return p.rowcount(conn, params)
+
+
 class InsertsReturningId(_ByColumns):
     """``INSERT INTO table (<columns>) VALUES (…) RETURNING id``."""
 
