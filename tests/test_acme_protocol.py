@@ -717,3 +717,41 @@ def test_an_order_left_processing_becomes_invalid_at_expiry(env: Env) -> None:
     assert c.get(order["url"]).json()["status"] == "processing"
     env.ctx.clock.advance(dt.timedelta(days=8))  # type: ignore[attr-defined]
     assert c.get(order["url"]).json()["status"] == "invalid"
+
+
+def test_account_keys_canonical_and_checked(env: Env) -> None:
+    """One key, one spelling: a JWK with a padded or non-minimal member is refused
+    (else the same key could hold several accounts); malformed members are 400,
+    never 500; a blocked (compromised) key registers no account."""
+    import json
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from tests.acme_client import jws
+
+    key = Key.rs256()
+    canonical = key.jwk
+    n_raw = __import__("base64").urlsafe_b64decode(canonical["n"] + "==")
+    variants = [
+        {**canonical, "n": b64(b"\x00" + n_raw)},  # a leading zero octet
+        {**canonical, "n": canonical["n"] + "=" * (-len(canonical["n"]) % 4 or 4)},  # padding
+        {**canonical, "n": 123}, {**canonical, "e": None}, {**canonical, "n": [1]},
+    ]
+    c = env.client(key=key)
+    for jwk in variants:
+        body = jws(key, c.dir["newAccount"], {"termsOfServiceAgreed": True}, nonce=c.nonce(),
+                   header={"jwk": jwk})
+        r = env.http.post(c.dir["newAccount"], content=json.dumps(body),
+                          headers={"Content-Type": "application/jose+json"})
+        assert r.status_code == 400 and r.json()["type"] in (ERR + "badPublicKey", ERR + "malformed"), (jwk, r.text)
+    assert env.count(ACMEAccount) == 0
+    # A key on the compromised-key blocklist signs for no new account.
+    blocked = env.registered()
+    _, pem = issue(blocked, ["kc.example.ac.jp"], blocked_key := ec_key())
+    leaf = x509.load_pem_x509_certificates(pem.encode())[0]
+    assert blocked.post(c.dir["revokeCert"], {"certificate": b64(leaf.public_bytes(Encoding.DER)),
+                                               "reason": 1}).status_code == 200
+    thief = env.client(key=Key(blocked_key, "ES256"))
+    kid, hmac_key = env.new_cred()
+    r = thief.register((kid, hmac_key))
+    assert r.status_code == 400 and r.json()["type"] == ERR + "badPublicKey", r.text

@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from kakuin.acme.errors import BadNonce, BadPublicKey, BadSignatureAlgorithm, Malformed
-from kakuin.errors import Unauthorized
+from kakuin.errors import KeyRuleError, Unauthorized
+from kakuin.policy.keys import check_rsa_modulus
 
 # RFC 8555 §6.2: servers MUST accept ES256 and SHOULD accept EdDSA; RS256 for
 # older clients. No "none", no MAC algorithms on the outer JWS.
@@ -146,20 +147,40 @@ def key_from_jwk(jwk: Any) -> AccountKey:
     if "d" in jwk or "p" in jwk:
         raise BadPublicKey("jwk contains private key material")
     kty = jwk.get("kty")
+    # One key, one spelling (RFC 7518 §6.2.1, §6.3.1: fixed-length coordinates,
+    # minimal integers; RFC 8555 §6.1: unpadded base64url), so that the RFC 7638
+    # thumbprint, which names an account, cannot differ for the same key.
+    members = {"OKP": ("x",), "EC": ("x", "y"), "RSA": ("n", "e")}.get(str(kty), ())
+    raw = {m: b64d(jwk.get(m), f"jwk {m}") for m in members}
+    if kty == "RSA" and any(len(v) > 1 and v[0] == 0 for v in raw.values()):
+        raise BadPublicKey("jwk n and e must be minimal big-endian integers (RFC 7518 §6.3.1)")
+    if kty == "EC":
+        size = {"P-256": 32, "P-384": 48}.get(str(jwk.get("crv")))
+        if size is not None and any(len(v) != size for v in raw.values()):
+            raise BadPublicKey(f"jwk x and y of {jwk.get('crv')} are {size} octets (RFC 7518 §6.2.1)")
     try:
         if kty == "OKP":
             if jwk.get("crv") != "Ed25519":
                 raise BadPublicKey(f"OKP curve {jwk.get('crv')!r} is not supported")
-            return ed25519.Ed25519PublicKey.from_public_bytes(b64d(jwk.get("x"), "jwk x"))
+            return ed25519.Ed25519PublicKey.from_public_bytes(raw["x"])
         if kty not in ("RSA", "EC"):
             raise BadPublicKey(f"key type {kty!r} is not supported")
         key = josepy.JWK.from_json(jwk).key
-    except (josepy.errors.DeserializationError, ValueError, TypeError, KeyError):
+    except (josepy.errors.DeserializationError, ValueError, TypeError, KeyError, AttributeError):
         raise BadPublicKey("jwk is not a valid public key") from None
     key = getattr(key, "_wrapped", key)
     if isinstance(key, rsa.RSAPublicKey):
         if not RSA_MIN <= key.key_size <= RSA_MAX or key.key_size % 8:
             raise BadPublicKey(f"RSA account keys must be {RSA_MIN}-{RSA_MAX} bits")
+        # The same rules as for a certificate's key (Boulder's goodkey for both):
+        # exponent, small factors, ROCA, Fermat.
+        e = key.public_numbers().e
+        if e < 65537 or e % 2 == 0 or e > 2**256 - 1:
+            raise BadPublicKey("the RSA public exponent must be odd, at least 65537 and below 2^256")
+        try:
+            check_rsa_modulus(key.public_numbers().n)
+        except KeyRuleError as exc:
+            raise BadPublicKey(exc.message) from None
         return key
     if isinstance(key, ec.EllipticCurvePublicKey):
         if key.curve.name not in ("secp256r1", "secp384r1"):

@@ -27,6 +27,7 @@ from kakuin.acme.errors import (
     AccountDeactivated,
     AccountDoesNotExist,
     BadNonce,
+    BadPublicKey,
     Conflict,
     ExternalAccountRequired,
     InvalidContact,
@@ -158,6 +159,16 @@ class ACMEService:
         purge = now - NONCE_LIFETIME - 2 * MAX_SKEW if secrets.randbelow(500) == 0 else None
         return self.ledger.redeem_nonce(nonce, issued, purge)
 
+    def _refuse_blocked(self, key: J.AccountKey) -> None:
+        """A key reported compromised signs for no account either (Boulder's goodkey
+        consults the blocklist for account keys too)."""
+        from kakuin.policy.keys import spki_sha256
+        from kakuin.store.repos import BlockedKeyRepo
+
+        with self.db.session() as s:
+            if BlockedKeyRepo(s).is_blocked(spki_sha256(key)):
+                raise BadPublicKey("this key was reported compromised and is blocked; generate a new key pair")
+
     def _account_key(self, account: Account) -> J.AccountKey:
         ck = (account.id, account.thumbprint)
         key = self._keys.get(ck)
@@ -213,7 +224,7 @@ class ACMEService:
             local, at, domain = c[len("mailto:") :].rpartition("@")
             # A domain is case-insensitive: Example.AC.JP is kept as example.ac.jp.
             addr = f"{local}{at}{domain.lower()}"
-            if "?" in addr or "," in addr or not _MAILBOX.match(addr):
+            if "?" in addr or "," in addr or not _MAILBOX.fullmatch(addr):
                 raise InvalidContact(f"contact {c!r} is not a valid e-mail address")
             try:
                 name_rules.check_dns_name(domain.lower())
@@ -234,6 +245,7 @@ class ACMEService:
             return existing, False
         if p.get("onlyReturnExisting") is True:
             raise AccountDoesNotExist("no account exists with this key")
+        self._refuse_blocked(req.key)
         contact = self.check_contacts(p.get("contact", []))
         if self.config.acme.terms_of_service and p.get("termsOfServiceAgreed") is not True:
             raise Malformed("you must agree to the terms of service (termsOfServiceAgreed)")
@@ -317,6 +329,7 @@ class ACMEService:
             raise Malformed("the inner JWS url must be the keyChange URL")
         new_key = J.key_from_jwk(h["jwk"])
         J.verify(inner, new_key)
+        self._refuse_blocked(new_key)
         p = inner.json()
         if p.get("account") != self.urls.account(req.acct.id):
             raise Malformed("the inner payload's account is not the signing account")

@@ -7,6 +7,7 @@ module has no storage dependency.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,6 +44,65 @@ def describe_key(public_key: object) -> str:
     return type(public_key).__name__
 
 
+# ROCA (CVE-2017-15361, Nemec et al. 2017): Infineon's generator made primes
+# p = k·M + (65537^a mod M), so n mod r lies in the subgroup that 65537
+# generates mod r for every small prime r. Those primes (rocacheck's list,
+# which Boulder's goodkey uses); a modulus with the fingerprint for all of them
+# is refused. A random modulus passes one test with probability ~1/2 or less,
+# all of them with probability < 2^-40.
+_ROCA_PRIMES = (3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83,
+                89, 97, 101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167)
+_ROCA_GROUPS = tuple(
+    (r, frozenset(pow(65537, k, r) for k in range(r))) for r in _ROCA_PRIMES
+)
+# Fermat's method finds p and q within this many steps when |p - q| is small
+# (Boulder's FermatRounds: 100); BR 6.1.1.3 item 5, "easily computed".
+FERMAT_ROUNDS = 100
+
+
+def roca_fingerprint(n: int) -> bool:
+    return all(n % r in group for r, group in _ROCA_GROUPS)
+
+
+def fermat_factorable(n: int, rounds: int = FERMAT_ROUNDS) -> bool:
+    """True when n = a² - b² for an a within ``rounds`` of ceil(√n): its two
+    factors are close enough for Fermat's method (p = q included)."""
+    a = math.isqrt(n)
+    if a * a == n:
+        return True
+    a += 1
+    for _ in range(rounds):
+        b2 = a * a - n
+        b = math.isqrt(b2)
+        if b * b == b2:
+            return True
+        a += 1
+    return False
+
+
+def check_rsa_modulus(n: int) -> None:
+    """BR 6.1.1.3 items 3 and 5 for a modulus: no small factor, not even, no ROCA
+    fingerprint, no factors close enough for Fermat's method.
+
+    Debian's weak keys (CVE-2008-0166) are not listed here: the blocklists were
+    only ever published for 1024-, 2048- and 4096-bit moduli made with
+    exponent 65537 by OpenSSL 0.9.8 on Debian between 2006 and 2008, in the
+    retired openssl-blacklist package, which this machine's package sources no
+    longer have. An operator who has them can add each to the compromised-key
+    blocklist (``kakuin revoke`` with keyCompromise blocks a key the same way)."""
+    if n % 2 == 0:
+        raise KeyRuleError("RSA modulus must be odd", rule="rsa-modulus")
+    for p in _SMALL_PRIMES:
+        if n % p == 0:
+            raise KeyRuleError("RSA modulus has a small factor", rule="rsa-modulus")
+    if roca_fingerprint(n):
+        raise KeyRuleError("RSA key has the ROCA fingerprint (CVE-2017-15361): its private key can be "
+                           "computed; generate a new key pair", rule="rsa-weak")
+    if fermat_factorable(n):
+        raise KeyRuleError("RSA key's two prime factors are too close: its private key can be computed "
+                           "(Fermat's method); generate a new key pair", rule="rsa-weak")
+
+
 def check_key(
     public_key: object,
     rules: KeyRules,
@@ -66,13 +126,10 @@ def check_key(
             raise KeyRuleError("RSA modulus size must be a multiple of 8", rule="rsa-size")
         # BR 6.1.6: the public exponent is odd and at least 3 (we ask 65537 or more,
         # as Boulder does; smaller exponents are a sign of a broken generator).
-        if numbers.e < 65537 or numbers.e % 2 == 0:
-            raise KeyRuleError("RSA public exponent must be odd and at least 65537", rule="rsa-exponent")
-        if numbers.n % 2 == 0:
-            raise KeyRuleError("RSA modulus must be odd", rule="rsa-modulus")
-        for p in _SMALL_PRIMES:
-            if numbers.n % p == 0:
-                raise KeyRuleError("RSA modulus has a small factor", rule="rsa-modulus")
+        if numbers.e < 65537 or numbers.e % 2 == 0 or numbers.e > 2**256 - 1:
+            raise KeyRuleError("RSA public exponent must be odd, at least 65537 and below 2^256",
+                               rule="rsa-exponent")
+        check_rsa_modulus(numbers.n)
     elif isinstance(public_key, ec.EllipticCurvePublicKey):
         if not rules.allow_ec:
             raise KeyRuleError("ECDSA keys are not allowed for this profile", rule="key-type")

@@ -33,7 +33,7 @@ def check_dns_name(name: str) -> None:
     if len(labels) < 2:
         raise NameRuleError(f"DNS name {name!r} is not fully qualified", rule="dns-fqdn")
     for label in labels:
-        if not _LABEL.match(label):
+        if not _LABEL.fullmatch(label):  # fullmatch: "$" would also match before a final newline
             raise NameRuleError(f"DNS name {name!r} has an invalid label {label!r}", rule="dns-label")
         if label[2:4] == "--" and not label.startswith("xn--"):
             raise NameRuleError(f"DNS name {name!r}: reserved label {label!r}", rule="dns-label")
@@ -74,7 +74,7 @@ def check_within(name: str, domains: list[str]) -> None:
 
 def check_email(address: str) -> None:
     local, at, domain = address.rpartition("@")
-    if not at or not _EMAIL_LOCAL.match(local) or ".." in local:
+    if not at or not _EMAIL_LOCAL.fullmatch(local) or ".." in local:
         raise NameRuleError(f"mailbox {address!r} is not a valid address", rule="email-syntax")
     check_dns_name(domain.lower())
     if domain != domain.lower():
