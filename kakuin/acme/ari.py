@@ -15,12 +15,10 @@ import datetime as dt
 from dataclasses import dataclass
 
 from cryptography import x509
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kakuin.acme.errors import AlreadyReplaced, Malformed
 from kakuin.acme.jws import b64d, b64e
-from kakuin.acme.models import ACMEAuthorization
 from kakuin.acme.repos import ARIRepo, OrderRepo
 from kakuin.clock import Clock, as_utc
 from kakuin.errors import NotFound, Unauthorized
@@ -93,7 +91,7 @@ def check_replaces(s: Session, account_id: int, cid: str, names: list[str], now:
     """RFC 9773 §5: the replaced certificate was ordered by this account, shares a
     name with the new order, and is not already named by another order that is
     not invalid (pending, ready, processing or valid; Boulder's rules)."""
-    from kakuin.acme.service import order_status
+    from kakuin.acme.service import order_statuses
 
     row = _lookup(s, cid)
     order = OrderRepo(s).by_serial(row.serial)
@@ -102,12 +100,11 @@ def check_replaces(s: Session, account_id: int, cid: str, names: list[str], now:
         raise Unauthorized("replaces names a certificate this account did not order")
     if not set(row.sans.split()) & set(names):
         raise Malformed("the new order shares no identifier with the certificate it replaces")
-    for o in OrderRepo(s).replacing(cid):
-        if o.status in ("processing", "valid"):
+    for oid, status in order_statuses(s, OrderRepo(s).replacing(cid), now).items():
+        if status in ("processing", "valid"):
             raise AlreadyReplaced("this certificate has already been replaced")
-        authzs = s.scalars(select(ACMEAuthorization).where(ACMEAuthorization.id.in_(o.authz_ids))).all()
-        if order_status(o, list(authzs), now) != "invalid":  # type: ignore[arg-type]
-            raise AlreadyReplaced(f"this certificate is already being replaced by order {o.id}")
+        if status != "invalid":
+            raise AlreadyReplaced(f"this certificate is already being replaced by order {oid}")
 
 
 class RenewalInfoService:

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from kakuin.acme.errors import BadNonce, BadPublicKey, BadSignatureAlgorithm, Malformed
 from kakuin.errors import KeyRuleError, Unauthorized
-from kakuin.policy.keys import check_rsa_modulus
+from kakuin.policy.keys import check_rsa_exponent, check_rsa_modulus
 
 # RFC 8555 §6.2: servers MUST accept ES256 and SHOULD accept EdDSA; RS256 for
 # older clients. No "none", no MAC algorithms on the outer JWS.
@@ -174,10 +174,8 @@ def key_from_jwk(jwk: Any) -> AccountKey:
             raise BadPublicKey(f"RSA account keys must be {RSA_MIN}-{RSA_MAX} bits")
         # The same rules as for a certificate's key (Boulder's goodkey for both):
         # exponent, small factors, ROCA, Fermat.
-        e = key.public_numbers().e
-        if e < 65537 or e % 2 == 0 or e > 2**256 - 1:
-            raise BadPublicKey("the RSA public exponent must be odd, at least 65537 and below 2^256")
         try:
+            check_rsa_exponent(key.public_numbers().e)
             check_rsa_modulus(key.public_numbers().n)
         except KeyRuleError as exc:
             raise BadPublicKey(exc.message) from None

@@ -15,11 +15,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from kakuin.acme import jws as J
 from kakuin.acme.eab import EABService
@@ -116,6 +117,15 @@ def order_status(o: Order, authzs: list[Authorization], now: dt.datetime) -> str
     if any(s in ("invalid", "deactivated", "expired", "revoked") for s in states):
         return "invalid"
     return "ready" if states and all(s == "valid" for s in states) else "pending"
+
+
+def order_statuses(s: Session, orders: Sequence[Any], now: dt.datetime) -> dict[int, str]:
+    """``order_status`` of ORM order rows, their authorizations read in one query."""
+    wanted = {i for o in orders for i in o.authz_ids}
+    authzs = {
+        a.id: a for a in s.scalars(select(ACMEAuthorization).where(ACMEAuthorization.id.in_(wanted)))
+    } if wanted else {}
+    return {o.id: order_status(o, [authzs[i] for i in o.authz_ids if i in authzs], now) for o in orders}
 
 
 def key_authorization(token: str, jwk: dict[str, Any]) -> str:
@@ -478,14 +488,8 @@ class ACMEService:
             rows = OrderRepo(s).of_account(account_id, before_id=before, limit=limit + 1, now=now)
             # §7.1.2.1: invalid orders SHOULD NOT be listed; an order whose
             # authorization failed is invalid without being stored so.
-            wanted = {i for o in rows[:limit] for i in o.authz_ids}
-            authzs = {
-                a.id: a for a in s.scalars(select(ACMEAuthorization).where(ACMEAuthorization.id.in_(wanted)))
-            } if wanted else {}
-            ids = [
-                o.id for o in rows[:limit]
-                if order_status(o, [authzs[i] for i in o.authz_ids if i in authzs], now) != "invalid"  # type: ignore[arg-type]
-            ]
+            statuses = order_statuses(s, rows[:limit], now)
+            ids = [o.id for o in rows[:limit] if statuses[o.id] != "invalid"]
         return ids, (rows[limit - 1].id if len(rows) > limit else None)
 
     def authz(self, account_id: int, authz_id: int) -> tuple[Authorization, list[Challenge]]:

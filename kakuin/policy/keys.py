@@ -80,6 +80,13 @@ def fermat_factorable(n: int, rounds: int = FERMAT_ROUNDS) -> bool:
     return False
 
 
+def check_rsa_exponent(e: int) -> None:
+    """BR 6.1.6: odd, in 2^16+1 .. 2^256-1 (Boulder's goodkey asks 65537 exactly;
+    smaller exponents are a sign of a broken generator)."""
+    if e < 65537 or e % 2 == 0 or e > 2**256 - 1:
+        raise KeyRuleError("RSA public exponent must be odd, at least 65537 and below 2^256", rule="rsa-exponent")
+
+
 def check_rsa_modulus(n: int) -> None:
     """BR 6.1.1.3 items 3 and 5 for a modulus: no small factor, not even, no ROCA
     fingerprint, no factors close enough for Fermat's method.
@@ -124,11 +131,7 @@ def check_key(
             raise KeyRuleError(f"RSA key of {bits} bits is over {RSA_MAX_BITS}", rule="rsa-size")
         if bits % 8:
             raise KeyRuleError("RSA modulus size must be a multiple of 8", rule="rsa-size")
-        # BR 6.1.6: the public exponent is odd and at least 3 (we ask 65537 or more,
-        # as Boulder does; smaller exponents are a sign of a broken generator).
-        if numbers.e < 65537 or numbers.e % 2 == 0 or numbers.e > 2**256 - 1:
-            raise KeyRuleError("RSA public exponent must be odd, at least 65537 and below 2^256",
-                               rule="rsa-exponent")
+        check_rsa_exponent(numbers.e)
         check_rsa_modulus(numbers.n)
     elif isinstance(public_key, ec.EllipticCurvePublicKey):
         if not rules.allow_ec:

@@ -21,7 +21,7 @@ from urllib.parse import quote, urljoin, urlsplit
 from kakuin.policy.dnssec import worst
 from kakuin.va import httpfetch
 from kakuin.va.dnssec import AddressRefused, checked_addresses
-from kakuin.va.targets import non_public_reason
+from kakuin.va.targets import dial_order, non_public_reason
 
 if TYPE_CHECKING:
     from kakuin.va import ValidationAuthority, ValidationRecord
@@ -67,10 +67,7 @@ async def _addresses(va: ValidationAuthority, host: str, resolver: Resolver | No
     addrs = checked.addresses
     if not addrs:
         raise _Refused("dns", f"DNS problem: no A or AAAA records found for {host}")
-    # Boulder tries the first IPv6 address, then falls back to the first IPv4 one.
-    v6 = [a for a in addrs if ":" in a]
-    v4 = [a for a in addrs if ":" not in a]
-    return v6[:1] + v4[:1]
+    return dial_order(addrs)
 
 
 async def validate_http01(

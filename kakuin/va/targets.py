@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 
-__all__ = ["NON_PUBLIC_SUFFIXES", "non_public_reason"]
+__all__ = ["NON_PUBLIC_SUFFIXES", "dial_order", "non_public_reason"]
 
 # RFC 6761 / RFC 6762 / RFC 8375 / RFC 9476 special-use names, and .internal
 # (ICANN, 2024), .example and .arpa: none is a public Internet name.
@@ -36,3 +36,9 @@ def non_public_reason(target: str) -> str | None:
     if not ip.is_global:
         return f"{target} is not a public address"
     return None
+
+
+def dial_order(addresses: list[str]) -> list[str]:
+    """The addresses a validation connects to, in order: the first IPv6 one, then
+    the first IPv4 one (Boulder's VA; it falls back only when it cannot connect)."""
+    return [a for a in addresses if ":" in a][:1] + [a for a in addresses if ":" not in a][:1]

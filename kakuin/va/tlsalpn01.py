@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 
 from kakuin.va.dnssec import AddressRefused, checked_addresses
+from kakuin.va.targets import dial_order
 
 if TYPE_CHECKING:
     from kakuin.va import ValidationAuthority, ValidationRecord
@@ -106,9 +107,7 @@ async def validate_tlsalpn01(
         )
     observed["addresses"] = addrs
     last = ""
-    # As Boulder: the first IPv6 address, then the first IPv4 one.
-    first = [a for a in addrs if ":" in a][:1] + [a for a in addrs if ":" not in a][:1]
-    for addr in first:
+    for addr in dial_order(addrs):
         try:
             _reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(
