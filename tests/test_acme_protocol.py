@@ -755,3 +755,21 @@ def test_account_keys_canonical_and_checked(env: Env) -> None:
     kid, hmac_key = env.new_cred()
     r = thief.register((kid, hmac_key))
     assert r.status_code == 400 and r.json()["type"] == ERR + "badPublicKey", r.text
+
+
+def test_serials_are_found_however_an_operator_writes_them(env: Env) -> None:
+    from kakuin.store.repos import CertificateRepo, canonical_serial
+
+    c = env.registered()
+    _, pem = issue(c, ["serial.example.ac.jp"])
+    n = x509.load_pem_x509_certificates(pem.encode())[0].serial_number
+    stored = format(n, "x")
+    padded = format(n, "X").rjust(40, "0")
+    colons = ":".join(padded[i:i + 2] for i in range(0, 40, 2))
+    for written in (stored, padded, "serial=" + padded, "0x" + stored, colons):
+        assert canonical_serial(written) == stored, written
+    assert canonical_serial("not-hex") is None and canonical_serial("") is None
+    with env.ctx.db.session() as s:
+        assert CertificateRepo(s).by_serial("serial=" + padded).serial == stored
+    r = env.ctx.revocation.revoke("serial=" + padded, 4, actor="operator:test", comment="superseded")
+    assert r.serial == stored

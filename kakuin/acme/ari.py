@@ -24,7 +24,7 @@ from kakuin.clock import Clock, as_utc
 from kakuin.errors import NotFound, Unauthorized
 from kakuin.store.db import Database
 from kakuin.store.models import Certificate
-from kakuin.store.repos import CARepo, CertificateRepo
+from kakuin.store.repos import CARepo, CertificateRepo, canonical_serial
 
 RETRY_AFTER = 6 * 3600  # Boulder asks clients to poll ARI every six hours
 
@@ -143,10 +143,8 @@ class RenewalInfoService:
 
 
 def _serial_hex(text: str) -> str:
-    """A serial as an operator may paste it (openssl's ``serial=06041D…``, with
-    colons, 0x, upper case, leading zeros) as kakuin stores it."""
-    raw = text.strip().lower().removeprefix("serial=").removeprefix("0x").replace(":", "")
-    try:
-        return format(int(raw, 16), "x")
-    except ValueError:
-        raise NotFound(f"{text!r} is not a serial number (hexadecimal)") from None
+    """A serial as an operator may paste it, as kakuin stores it (canonical_serial)."""
+    canonical = canonical_serial(text)
+    if canonical is None:
+        raise NotFound(f"{text!r} is not a serial number (hexadecimal)")
+    return canonical

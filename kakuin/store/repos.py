@@ -92,15 +92,19 @@ class CertificateRepo:
         return True
 
     def by_serial(self, serial: str) -> Certificate:
-        cert = self.s.scalar(select(Certificate).where(Certificate.serial == serial.lower()))
-        if cert is None:
-            raise NotFound(f"no certificate with serial {serial}")
-        return cert
+        """By serial, written any way an operator may paste it: as stored (lower
+        case), or with openssl's ``serial=``, ``0x``, colons or leading zeros."""
+        for spelling in _serial_spellings(serial):  # as written first, then normalised
+            cert = self.s.scalar(select(Certificate).where(Certificate.serial == spelling))
+            if cert is not None:
+                return cert
+        raise NotFound(f"no certificate with serial {serial}")
 
     def by_serials(self, serials: list[str]) -> Sequence[Certificate]:
         out: list[Certificate] = []
-        for i in range(0, len(serials), 500):  # bounded IN lists
-            chunk = [sn.lower() for sn in serials[i:i + 500]]
+        wanted = sorted({w for sn in serials for w in _serial_spellings(sn)})
+        for i in range(0, len(wanted), 500):  # bounded IN lists
+            chunk = wanted[i:i + 500]
             out += self.s.scalars(select(Certificate).where(Certificate.serial.in_(chunk))).all()
         return out
 
@@ -164,6 +168,29 @@ class CertificateRepo:
             )
         )
         return result.rowcount or 0
+
+
+def canonical_serial(text: str) -> str | None:
+    """A serial as kakuin stores it (lowercase hex, no leading zeros: format(n, "x"))
+    from how it may be written: openssl's ``serial=06041D…``, ``0x…``, colons,
+    upper case, leading zeros. None when it is not hexadecimal."""
+    raw = text.strip().lower().removeprefix("serial=").removeprefix("0x").replace(":", "")
+    if not raw or not all(ch in "0123456789abcdef" for ch in raw):
+        return None
+    return format(int(raw, 16), "x")
+
+
+def _serial_spellings(text: str) -> list[str]:
+    """The stored forms ``text`` may stand for: itself in lower case and, when it is
+    hexadecimal, its canonical form (kakuin's own serials have no leading zeros)."""
+    spellings = [text.strip().lower()]
+    canonical = canonical_serial(text)
+    if canonical is not None and canonical not in spellings:
+        spellings.append(canonical)
+    raw = text.strip().lower().removeprefix("serial=").removeprefix("0x").replace(":", "")
+    if raw and raw not in spellings:
+        spellings.append(raw)
+    return spellings
 
 
 class BlockedKeyRepo:
