@@ -137,7 +137,9 @@ def test_find_filters_and_abandon(db: Database) -> None:
         assert [c.serial for c in repo.find(CertificateFilter(institution_id=inst.id))] == ["01"]
         assert repo.abandon_stale(T0 - dt.timedelta(minutes=10), T0) == 1
     with db.session() as s:
-        assert CertificateRepo(s).by_serial("03").state == "abandoned"
+        abandoned = CertificateRepo(s).by_serial("03")
+        assert abandoned.state == "abandoned"
+        assert "after the lint" in (abandoned.failure or "") and "may have signed" in (abandoned.failure or "")
         assert CertificateRepo(s).by_serial("04").state == "reserved"
         assert [d.domain for d in InstitutionRepo(s).by_name("Example University").domains] == ["example.ac.jp"]
 

@@ -198,13 +198,18 @@ class IssuanceService:
         p = self._prepare(req, self.clock.now())
         self._reserve([p])
         step("reserved")
+        signed = False
         try:
             cert, der_bytes = self._sign(p, step)
+            signed = True
             step("signed")
             self.ledger.mark_issued(p.cert_id, der_bytes, self.clock.now())
         except BaseException as exc:
             if not isinstance(exc, LintError):
-                self.ledger.mark_failed(p.cert_id, f"{type(exc).__name__}: {exc}", self.clock.now())
+                # The record says whether the CA had signed (then nothing was stored
+                # or handed out, but a signature exists) or not.
+                when = "signed, then storing failed" if signed else "failed before signing"
+                self.ledger.mark_failed(p.cert_id, f"{when}: {type(exc).__name__}: {exc}", self.clock.now())
             raise
         step("stored")
         return Issued(format(p.serial, "x"), cert, p.ca.chain, p.ca.slug, p.note)

@@ -156,18 +156,25 @@ class CertificateRepo:
         return (result.rowcount or 0) == 1  # type: ignore[attr-defined]
 
     def abandon_stale(self, older_than: dt.datetime, now: dt.datetime) -> int:
-        """Intents a crashed process left behind: say so; never reuse their serials."""
-        result = self.s.execute(
-            update(Certificate)
-            .where(Certificate.state.in_(("reserved", "linted")), Certificate.reserved_at < older_than)
-            .values(
-                state="abandoned",
-                failed_at=now,
-                failure="the issuing process stopped before signing (crash or kill); "
-                "serial retired, nothing was signed",
+        """Intents a crashed process left behind: say so; never reuse their serials.
+        A "reserved" row stopped before the lint, so nothing was signed; a "linted"
+        one after it, where the CA may have signed (the signature is the next
+        step) but nothing was stored or handed out: the record says which."""
+        why = {
+            "reserved": "the issuing process stopped before the lint (crash or kill); "
+                        "serial retired, nothing was signed",
+            "linted": "the issuing process stopped after the lint (crash or kill); the CA may have "
+                      "signed, but nothing was stored or handed out; serial retired",
+        }
+        n = 0
+        for state, failure in why.items():
+            result = self.s.execute(
+                update(Certificate)
+                .where(Certificate.state == state, Certificate.reserved_at < older_than)
+                .values(state="abandoned", failed_at=now, failure=failure)
             )
-        )
-        return result.rowcount or 0
+            n += result.rowcount or 0  # type: ignore[attr-defined]
+        return n
 
 
 def canonical_serial(text: str) -> str | None:
