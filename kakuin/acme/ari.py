@@ -24,7 +24,7 @@ from kakuin.clock import Clock, as_utc
 from kakuin.errors import NotFound, Unauthorized
 from kakuin.store.db import Database
 from kakuin.store.models import Certificate
-from kakuin.store.repos import CARepo, CertificateRepo, canonical_serial
+from kakuin.store.repos import CARepo, CertificateRepo
 
 RETRY_AFTER = 6 * 3600  # Boulder asks clients to poll ARI every six hours
 
@@ -136,15 +136,7 @@ class RenewalInfoService:
         now = self.clock.now()
         with self.db.session() as s:
             repo = CertificateRepo(s)
-            rows = [repo.by_serial(_serial_hex(x)) for x in serials]
+            rows = [repo.by_serial(x) for x in serials]  # as openssl prints them, too
             for r in rows:
                 ARIRepo(s).put(r.serial, explanation_url, now)
         return len(rows)
-
-
-def _serial_hex(text: str) -> str:
-    """A serial as an operator may paste it, as kakuin stores it (canonical_serial)."""
-    canonical = canonical_serial(text)
-    if canonical is None:
-        raise NotFound(f"{text!r} is not a serial number (hexadecimal)")
-    return canonical

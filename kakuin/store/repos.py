@@ -177,26 +177,29 @@ class CertificateRepo:
         return n
 
 
+def _stripped_serial(text: str) -> str:
+    """Lower case, without openssl's ``serial=``, a ``0x`` or colons."""
+    return text.strip().lower().removeprefix("serial=").removeprefix("0x").replace(":", "")
+
+
 def canonical_serial(text: str) -> str | None:
     """A serial as kakuin stores it (lowercase hex, no leading zeros: format(n, "x"))
     from how it may be written: openssl's ``serial=06041D…``, ``0x…``, colons,
     upper case, leading zeros. None when it is not hexadecimal."""
-    raw = text.strip().lower().removeprefix("serial=").removeprefix("0x").replace(":", "")
+    raw = _stripped_serial(text)
     if not raw or not all(ch in "0123456789abcdef" for ch in raw):
         return None
     return format(int(raw, 16), "x")
 
 
 def _serial_spellings(text: str) -> list[str]:
-    """The stored forms ``text`` may stand for: itself in lower case and, when it is
-    hexadecimal, its canonical form (kakuin's own serials have no leading zeros)."""
+    """The stored forms ``text`` may stand for: itself in lower case, then its
+    canonical form when it is hexadecimal (kakuin's own serials have no leading
+    zeros), then its stripped form."""
     spellings = [text.strip().lower()]
-    canonical = canonical_serial(text)
-    if canonical is not None and canonical not in spellings:
-        spellings.append(canonical)
-    raw = text.strip().lower().removeprefix("serial=").removeprefix("0x").replace(":", "")
-    if raw and raw not in spellings:
-        spellings.append(raw)
+    for form in (canonical_serial(text), _stripped_serial(text)):
+        if form and form not in spellings:
+            spellings.append(form)
     return spellings
 
 
