@@ -188,3 +188,40 @@ def test_one_challenge_per_authorization_on_postgresql(make_ctx: Callable[..., C
         finally:
             a.db.dispose()
             b.db.dispose()
+
+
+def _keyring_nonce_key(data_dir: str, barrier: object, out: object) -> None:
+    from pathlib import Path
+
+    from kakuin.acme.eab import EABKeyring
+
+    barrier.wait()  # type: ignore[attr-defined]
+    try:
+        out.put(EABKeyring.for_data_dir(Path(data_dir), env={}).nonce_key.hex())  # type: ignore[attr-defined]
+    except Exception as exc:  # reported to the test, which fails on it
+        out.put(f"error: {exc}")  # type: ignore[attr-defined]
+
+
+def test_processes_starting_together_share_one_installation_secret(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The first `kakuin serve` workers start at the same moment on a new data
+    directory: each must end with the same secret (else one's nonces and sealed
+    EAB keys mean nothing to the other), and none may read it half-written."""
+    import multiprocessing as mp
+    import stat
+
+    ctx = mp.get_context("fork")
+    for round_ in range(5):
+        d = tmp_path / f"data{round_}"
+        d.mkdir()
+        barrier, out = ctx.Barrier(6), ctx.Queue()
+        procs = [ctx.Process(target=_keyring_nonce_key, args=(str(d), barrier, out)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        keys = [out.get(timeout=30) for _ in procs]
+        for p in procs:
+            p.join(timeout=30)
+        assert not [k for k in keys if k.startswith("error")], keys
+        assert len(set(keys)) == 1, keys
+        secret = d / "secrets" / "eab-secret"
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+        assert [f.name for f in secret.parent.iterdir()] == ["eab-secret"]  # no temporary file left

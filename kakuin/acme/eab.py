@@ -36,6 +36,28 @@ SECRET_ENV = "KAKUIN_EAB_SECRET"
 HMAC_KEY_BYTES = 32  # HS256: a key as long as the hash output (RFC 2104 §3)
 
 
+def _create_secret(path: Path) -> None:
+    """Make the installation secret, whole or not at all: it is written to a file
+    of its own first and then linked into place, so that a process starting at
+    the same moment never reads a secret still being written (with an O_EXCL
+    create and then a write, it could read an empty file), and the first link
+    wins for every process."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(base64.b64encode(secrets.token_bytes(32)) + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process made it first: its secret is the installation's
+    finally:
+        tmp.unlink()
+
+
 class EABKeyring:
     """Encrypts and decrypts HMAC keys at rest."""
 
@@ -54,14 +76,7 @@ class EABKeyring:
             return cls(base64.b64decode(env[SECRET_ENV]))
         path = data_dir / "secrets" / "eab-secret"
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass  # another process made it first
-            else:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(base64.b64encode(secrets.token_bytes(32)) + b"\n")
+            _create_secret(path)
         return cls(base64.b64decode(path.read_bytes().strip()))
 
     def seal(self, kid: str, hmac_key: bytes) -> bytes:
