@@ -352,8 +352,9 @@ def certbot_load(directory: str, n: int, c: int, eab: list[tuple[str, str]] | No
     return latencies, time.process_time() - cpu0, sent[0] - sent0
 
 
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of ``pid`` and its live descendants."""
+def tree_cpu(pid: int | list[int]) -> float:
+    """CPU seconds (user + system) of ``pid`` (or of each pid) and its descendants,
+    live or reaped."""
     tick = os.sysconf("SC_CLK_TCK")
     parent: dict[int, int] = {}
     cpu: dict[int, float] = {}
@@ -365,8 +366,10 @@ def tree_cpu(pid: int) -> float:
         except OSError:
             continue
         parent[int(d)] = int(fields[1])
-        cpu[int(d)] = (int(fields[11]) + int(fields[12])) / tick
-    total, todo = 0.0, [pid]
+        # utime + stime, and cutime + cstime: children that exited and were reaped
+        # (socat's per-connection processes) count towards their parent.
+        cpu[int(d)] = (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / tick
+    total, todo = 0.0, list(pid) if isinstance(pid, list) else [pid]
     while todo:
         p = todo.pop()
         total += cpu.get(p, 0.0)
@@ -375,7 +378,7 @@ def tree_cpu(pid: int) -> float:
 
 
 async def load(directory: str, n: int, c: int, eab: list[tuple[str, str]] | None, label: str,
-               verify: bool, server_pid: int | None = None, client: str = "light") -> dict[str, float]:
+               verify: bool, server_pid: int | list[int] | None = None, client: str = "light") -> dict[str, float]:
     if client == "certbot":
         cpu0 = tree_cpu(server_pid) if server_pid else 0.0
         t0 = time.perf_counter()
@@ -445,13 +448,17 @@ def kakuin_cli(data: Path, *args: str, env: dict[str, str]) -> str:
 
 
 def start_kakuin(work: Path, dns_port: int, http01: int, db_url: str | None, clients: int, workers: int,
-                 lint: bool) -> tuple[subprocess.Popen[bytes], str, list[tuple[str, str]]]:
+                 lint: bool, tls: bool = False) -> tuple[list[subprocess.Popen[bytes]], str, list[tuple[str, str]]]:
+    """kakuin serve (and, with ``tls``, the TLS terminator in front of it); the
+    processes, the directory URL and EAB credentials for ``clients`` accounts."""
     data = work / ("kakuin-pg" if db_url else "kakuin-sqlite")
     port = free_port()
+    public = free_port() if tls else port
     env = dict(os.environ, KAKUIN_CA_PASSPHRASE="bench-passphrase-not-secret")
     if not lint:
         env["KAKUIN_LINT"] = "0"
-    args = ["init", "--base-url", f"http://127.0.0.1:{port}", "--listen", f"127.0.0.1:{port}"]
+    scheme = "https" if tls else "http"
+    args = ["init", "--base-url", f"{scheme}://127.0.0.1:{public}", "--listen", f"127.0.0.1:{port}"]
     if db_url:
         args += ["--database-url", db_url]
     kakuin_cli(data, *args, env=env)
@@ -472,25 +479,41 @@ def start_kakuin(work: Path, dns_port: int, http01: int, db_url: str | None, cli
     proc = subprocess.Popen([str(BIN / "kakuin"), *serve], env=env, stdout=subprocess.DEVNULL, stderr=err)
     proc.stderr_path = err.name  # type: ignore[attr-defined]
     wait_port(port, proc, "kakuin serve")
-    return proc, f"http://127.0.0.1:{port}/acme/directory", creds
+    procs = [proc]
+    if tls:
+        # As a reverse proxy would serve kakuin: TLS ends in socat (OpenSSL, a
+        # process per connection), plain HTTP on to kakuin. Its CPU counts as kakuin's.
+        cert, key = throwaway_tls(work, "kakuin-tls")
+        proxy = subprocess.Popen(
+            ["socat", f"OPENSSL-LISTEN:{public},bind=127.0.0.1,reuseaddr,fork,cert={cert},key={key},nodelay,"
+             "verify=0", f"TCP:127.0.0.1:{port},nodelay"], stdout=subprocess.DEVNULL, stderr=log_file(work, "socat"))
+        wait_port(public, proxy, "socat")
+        procs.append(proxy)
+    return procs, f"{scheme}://127.0.0.1:{public}/acme/directory", creds
 
 
-def start_pebble(work: Path, dns_port: int, http01: int) -> tuple[subprocess.Popen[bytes], str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
+def throwaway_tls(work: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed P-256 certificate for localhost and 127.0.0.1, and its key."""
     import ipaddress
 
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
             .not_valid_after(now + dt.timedelta(days=1))
             .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
                                                         x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
             .sign(key, hashes.SHA256()))
-    (work / "pebble.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (work / "pebble.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                                        serialization.PrivateFormat.PKCS8,
-                                                        serialization.NoEncryption()))
+    (work / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (work / f"{name}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                         serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    return work / f"{name}.pem", work / f"{name}.key"
+
+
+def start_pebble(work: Path, dns_port: int, http01: int) -> tuple[subprocess.Popen[bytes], str]:
+    throwaway_tls(work, "pebble")
     port, mgmt = free_port(), free_port()
     (work / "pebble.json").write_text(json.dumps({"pebble": {
         "listenAddress": f"127.0.0.1:{port}", "managementListenAddress": f"127.0.0.1:{mgmt}",
@@ -539,6 +562,8 @@ async def main() -> None:
     ap.add_argument("--dns", choices=("bind", "challtestsrv"), default="bind",
                     help="BIND with 300 s TTLs (default) or pebble-challtestsrv (TTL 0)")
     ap.add_argument("--poll-ms", type=float, default=20.0, help="longest wait between polls (default 20)")
+    ap.add_argument("--kakuin-tls", action="store_true",
+                    help="kakuin behind a TLS terminator (socat), as Pebble is reached over TLS")
     ap.add_argument("--client", choices=("light", "certbot"), default="light",
                     help="the light asyncio client (default) or certbot's acme library, a thread per client")
     a = ap.parse_args()
@@ -567,20 +592,21 @@ async def main() -> None:
     try:
         time.sleep(0.5)
         # (label, directory, pid, EAB credentials per round or None)
-        servers: list[tuple[str, str, int, list[list[tuple[str, str]]] | None, bool]] = []
+        servers: list[tuple[str, str, list[int], list[list[tuple[str, str]]] | None, bool]] = []
         p, directory = start_pebble(work, dns_port, http01)
         procs.append(p)
-        servers.append(("pebble", directory, p.pid, None, False))
+        servers.append(("pebble", directory, [p.pid], None, False))
         targets: list[tuple[str, str | None]] = [] if a.no_sqlite else [("kakuin sqlite", None)]
         if not a.no_pg:
             url, schema = pg_schema_url(a.pg)
             targets.append(("kakuin postgresql", url))
         for label, db_url in targets:
-            p, directory, creds = start_kakuin(work, dns_port, http01, db_url, a.c * (a.rounds + 1), a.workers,
-                                               not a.no_lint)
-            procs.append(p)
+            ps, directory, creds = start_kakuin(work, dns_port, http01, db_url, a.c * (a.rounds + 1), a.workers,
+                                                not a.no_lint, a.kakuin_tls)
+            procs += ps
             per_round = [creds[i * a.c:(i + 1) * a.c] for i in range(a.rounds + 1)]
-            servers.append((label, directory, p.pid, per_round, True))
+            servers.append((label + (" (tls)" if a.kakuin_tls else ""), directory, [p.pid for p in ps], per_round,
+                            not a.kakuin_tls))
         for label, directory, _pid, creds, verify in servers:  # warm-up: accounts, key loading, caches
             await load(directory, min(a.n, 2 * a.c), a.c, creds[0] if creds else None, f"{label} (warm-up)",
                        verify=verify, client=a.client)

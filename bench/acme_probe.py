@@ -35,7 +35,7 @@ async def main() -> None:
     bind = BindServer(work / "bind", [Zone("jp", records=["$TTL 300", "*.bench.ac.jp. IN A 127.0.0.1"])],
                       dns_port).start()
     srv = await start_responder(http01)
-    p, directory, creds = start_kakuin(work, dns_port, http01, None, 1, 1, True)
+    (p,), directory, creds = start_kakuin(work, dns_port, http01, None, 1, 1, True)
     try:
         async with Http(timeout=60) as http:
             acct = Account(http, directory)
