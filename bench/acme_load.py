@@ -4,7 +4,7 @@ same small async client and the same http-01 responder.
 
     .venv/bin/python bench/acme_load.py -n 200 -c 8 --workers 2 --rounds 3 \
         [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test] [--no-pg] [--no-lint] \
-        [--client light|certbot]
+        [--client light|certbot] [--kakuin-tls]
 
 Everything listens on 127.0.0.1. Names resolve through one DNS server used by
 both CAs (kakuin: va.resolver; Pebble: -dnsserver): by default BIND 9 serving
@@ -46,6 +46,10 @@ Pebble makes the issue's "about 47 certificates/s with 8 clients polling every
 20 ms" (48–62 certs/s measured here); the light client gets 115–195 from
 Pebble on the same machine, because it costs a quarter of the CPU per order
 and never sleeps before a poll. Both are reported in bench/RESULTS.md.
+
+Pebble serves only HTTPS, so by default the client pays TLS for Pebble and not
+for kakuin. ``--kakuin-tls`` puts socat (OpenSSL, TCP_NODELAY both ways) in
+front of kakuin as a reverse proxy would be, and counts socat's CPU as kakuin's.
 
 The servers stay up and the rounds are interleaved (Pebble, kakuin SQLite,
 kakuin PostgreSQL, Pebble, …) so that load from other work on the machine
