@@ -553,6 +553,58 @@ def test_ari_replaces_canonical_ids_and_renew_now(env: Env) -> None:
         "%Y-%m-%dT%H:%M:%SZ")
 
 
+def test_two_replacements_of_one_certificate_at_once_one_wins(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes (two contexts on one database) take newOrders naming the same
+    certificate in ``replaces`` at the same moment, both past the first check:
+    the check made again under the account's lock lets one insert, and the other
+    is alreadyReplaced."""
+    import json
+    import threading
+
+    from kakuin.acme.ari import cert_id
+    from kakuin.acme.errors import AlreadyReplaced
+    from kakuin.context import Context
+    from tests.acme_client import jws
+
+    c = env.registered()
+    _, pem = issue(c, ["twice.example.ac.jp"])
+    cid = cert_id(x509.load_pem_x509_certificates(pem.encode())[0])
+    other = Context.open(env.ctx.config.data_dir, clock=env.ctx.clock)
+    try:
+        services = [env.ctx.acme.service, other.acme.service]
+        url = c.dir["newOrder"]
+        payload = {"identifiers": [{"type": "dns", "value": "twice.example.ac.jp"}], "replaces": cid}
+        bodies = [json.dumps(jws(c.key, url, payload, nonce=c.nonce(), kid=c.kid)).encode() for _ in services]
+        barrier = threading.Barrier(2)
+        for svc in services:
+            inner = svc.ledger.new_order
+
+            def gated(*a: object, inner=inner, **kw: object):  # type: ignore[no-untyped-def]
+                barrier.wait(timeout=10)  # both have passed the first check
+                return inner(*a, **kw)
+
+            monkeypatch.setattr(svc.ledger, "new_order", gated)
+        outcomes: list[str] = []
+
+        def order(svc, body: bytes) -> None:  # type: ignore[no-untyped-def]
+            try:
+                svc.new_order(svc.authenticate(body, url))
+                outcomes.append("created")
+            except AlreadyReplaced:
+                outcomes.append("alreadyReplaced")
+
+        threads = [threading.Thread(target=order, args=(svc, body)) for svc, body in zip(services, bodies, strict=True)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert sorted(outcomes) == ["alreadyReplaced", "created"]
+        with env.ctx.db.session() as s:
+            assert len(s.query(ACMEOrder).filter(ACMEOrder.replaces == cid).all()) == 1
+    finally:
+        other.db.dispose()
+
+
 def test_key_compromise_revokes_the_same_key_everywhere_and_is_not_for_others(env: Env) -> None:
     from cryptography.hazmat.primitives.serialization import Encoding
 

@@ -91,8 +91,6 @@ def check_replaces(s: Session, account_id: int, cid: str, names: list[str], now:
     """RFC 9773 §5: the replaced certificate was ordered by this account, shares a
     name with the new order, and is not already named by another order that is
     not invalid (pending, ready, processing or valid; Boulder's rules)."""
-    from kakuin.acme.service import order_statuses
-
     row = _lookup(s, cid)
     order = OrderRepo(s).by_serial(row.serial)
     if order is None or order.account_id != account_id:
@@ -100,6 +98,16 @@ def check_replaces(s: Session, account_id: int, cid: str, names: list[str], now:
         raise Unauthorized("replaces names a certificate this account did not order")
     if not set(row.sans.split()) & set(names):
         raise Malformed("the new order shares no identifier with the certificate it replaces")
+    check_not_replaced(s, cid, now)
+
+
+def check_not_replaced(s: Session, cid: str, now: dt.datetime) -> None:
+    """AlreadyReplaced if an order that is not invalid already names ``cid``. Run
+    again inside newOrder's transaction, after the account's lock
+    (``ACMELedger.new_order``): only the account that ordered a certificate may
+    replace it, so two of its newOrders cannot both pass this and both insert."""
+    from kakuin.acme.service import order_statuses
+
     for oid, status in order_statuses(s, OrderRepo(s).replacing(cid), now).items():
         if status in ("processing", "valid"):
             raise AlreadyReplaced("this certificate has already been replaced")

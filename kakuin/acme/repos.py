@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -607,13 +607,16 @@ class ACMELedger:
         pending_lifetime: dt.timedelta,
         order_lifetime: dt.timedelta,
         limits: LimitQuery | None = None,
+        recheck: Callable[[Connection], None] | None = None,
     ) -> tuple[Order, list[Authorization]]:
         """One transaction: the rate limits (``limits``; a refusal stores
-        nothing), then reuse the account's valid authorization per (base name,
-        wildcard) or make a pending one with its challenges; then the order.
-        ``challenge_types(wildcard)`` and ``token()`` come from the service."""
+        nothing) and ``recheck(conn)`` (RFC 9773 ``replaces``: that no other order
+        replaces the same certificate) under the account's lock, then reuse the
+        account's valid authorization per (base name, wildcard) or make a pending
+        one with its challenges; then the order. ``challenge_types(wildcard)``
+        and ``token()`` come from the service."""
         with self._write(single=False) as conn:
-            if limits is not None:
+            if limits is not None or recheck is not None:
                 if self._sqlite:
                     # SQLite: take the write lock before counting, so that another
                     # connection (thread or process) cannot count the same free
@@ -625,7 +628,10 @@ class ACMELedger:
                     # cannot both pass a per-account limit at its last free place.
                     # NO KEY UPDATE does not block the FK checks of other inserts.
                     self._f_lock_account.first(conn, {"id": account_id})
-                enforce(limits, self._limit_counts(conn, limits))
+                if limits is not None:
+                    enforce(limits, self._limit_counts(conn, limits))
+                if recheck is not None:
+                    recheck(conn)
             authzs: list[Authorization] = []
             for base, wildcard in names:
                 row = self._f_reusable.first(

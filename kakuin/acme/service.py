@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from kakuin.acme import jws as J
@@ -418,7 +419,7 @@ class ACMEService:
             raise Malformed(f"{key} is not an RFC 3339 timestamp") from None
 
     def new_order(self, req: Authenticated) -> OrderView:
-        from kakuin.acme.ari import check_replaces
+        from kakuin.acme.ari import check_not_replaced, check_replaces
 
         p = req.payload()
         names = self.parse_identifiers(p.get("identifiers"))
@@ -443,9 +444,18 @@ class ACMEService:
             for n in names:
                 name_rules.check_within(n, allowed)
         replaces = p.get("replaces")
+        recheck: Callable[[Connection], None] | None = None
         if replaces is not None:
             with self.db.session() as s:
                 check_replaces(s, acct.id, str(replaces), names, now)
+
+            def not_replaced(conn: Connection) -> None:
+                # Again under the account's lock, in the transaction that inserts:
+                # two replacements of one certificate cannot both pass.
+                with Session(bind=conn) as s:
+                    check_not_replaced(s, str(replaces), now)
+
+            recheck = not_replaced
         bases = [(name_rules.base_domain_of(n), n.startswith("*.")) for n in names]
         order, authzs = self.ledger.new_order(
             acct.id,
@@ -468,6 +478,7 @@ class ACMEService:
             pending_lifetime=PENDING_AUTHZ_LIFETIME,
             order_lifetime=ORDER_LIFETIME,
             limits=self._limit_query(acct, bases, names, replaces is not None, now),
+            recheck=recheck,
         )
         return OrderView(order, authzs, order_status(order, authzs, now))
 
