@@ -316,3 +316,75 @@ def _concurrent_orders(url: str) -> None:
                 assert s.scalar(select(func.count()).select_from(ACMEOrder)) == 3
         finally:
             db.dispose()
+
+
+def test_postgres_concurrent_replacements() -> None:
+    """RFC 9773 ``replaces`` on PostgreSQL: eight newOrders of one account naming
+    the same certificate at once, with no rate limit in force (an exempt
+    credential): the recheck under the account's lock lets exactly one in."""
+    with fresh_database() as url:
+        _concurrent_replacements(url)
+
+
+def test_sqlite_concurrent_replacements(tmp_path: Path) -> None:
+    for i in range(3):
+        _concurrent_replacements(f"sqlite:///{tmp_path}/replaces{i}.db")
+
+
+def _concurrent_replacements(url: str) -> None:
+    from sqlalchemy.orm import Session
+
+    from kakuin.acme.ari import check_not_replaced
+    from kakuin.acme.errors import AlreadyReplaced
+
+    db = Database(url)
+    try:
+        db.migrate()
+        now = dt.datetime.now(UTC)
+        with db.session() as s:
+            acct = ACMEAccount(thumbprint="t", jwk={}, contact=[], status="valid", tos_agreed=True, created_at=now)
+            s.add(acct)
+            s.flush()
+            aid = acct.id
+        ledger = ACMELedger(db.engine, db.autocommit)
+
+        def recheck(conn: object) -> None:
+            with Session(bind=conn) as s:  # type: ignore[call-overload]
+                check_not_replaced(s, "AKI.SERIAL", now)
+
+        def order(i: int) -> str:
+            name = f"r{i}.example"
+            try:
+                ledger.new_order(
+                    aid,
+                    [(name, False)],
+                    {
+                        "status": "pending",
+                        "identifiers": [{"type": "dns", "value": name}],
+                        "not_before": None,
+                        "not_after": None,
+                        "error": None,
+                        "certificate_serial": None,
+                        "replaces": "AKI.SERIAL",
+                        "created_at": now,
+                        "names_hash": names_hash([name]),
+                    },
+                    challenge_types=lambda _w: ("http-01",),
+                    token=lambda: "token",
+                    now=now,
+                    pending_lifetime=PENDING_AUTHZ_LIFETIME,
+                    order_lifetime=ORDER_LIFETIME,
+                    limits=None,
+                    recheck=recheck,
+                )
+            except AlreadyReplaced:
+                return "replaced"
+            return "ok"
+
+        with ThreadPoolExecutor(8) as ex:
+            results = list(ex.map(order, range(8)))
+        assert results.count("ok") == 1, results
+        with db.session() as s:
+            assert s.scalar(select(func.count()).select_from(ACMEOrder)) == 1
+    finally:
+        db.dispose()
