@@ -5,6 +5,7 @@ exempt EAB credential is not limited; an ARI renewal passes the duplicate limit.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -261,61 +262,71 @@ def test_sqlite_concurrent_orders(tmp_path: Path) -> None:
         _concurrent_orders(f"sqlite:///{tmp_path}/limits{i}.db")
 
 
+def _ledger_order(ledger: ACMELedger, aid: int, name: str, now: dt.datetime, *, replaces: str | None = None,
+                  limits: LimitQuery | None = None, recheck: Callable[..., None] | None = None) -> None:
+    """One newOrder for ``name`` straight through the ledger, as ACMEService makes it."""
+    ledger.new_order(
+        aid,
+        [(name, False)],
+        {
+            "status": "pending",
+            "identifiers": [{"type": "dns", "value": name}],
+            "not_before": None,
+            "not_after": None,
+            "error": None,
+            "certificate_serial": None,
+            "replaces": replaces,
+            "created_at": now,
+            "names_hash": names_hash([name]),
+        },
+        challenge_types=lambda _w: ("http-01",),
+        token=lambda: "token",
+        now=now,
+        pending_lifetime=PENDING_AUTHZ_LIFETIME,
+        order_lifetime=ORDER_LIFETIME,
+        limits=limits,
+        recheck=recheck,
+    )
+
+
+@contextlib.contextmanager
+def _ledger(url: str) -> Iterator[tuple[Database, ACMELedger, int, dt.datetime]]:
+    """A migrated database at ``url`` with one account: (db, ledger, account id, now)."""
+    db = Database(url)
+    try:
+        db.migrate()
+        now = dt.datetime.now(UTC)
+        with db.session() as s:
+            acct = ACMEAccount(thumbprint="t", jwk={}, contact=[], status="valid", tos_agreed=True, created_at=now)
+            s.add(acct)
+            s.flush()
+            aid = acct.id
+        yield db, ACMELedger(db.engine, db.autocommit), aid, now
+    finally:
+        db.dispose()
+
+
 def _concurrent_orders(url: str) -> None:
-    if True:
-        db = Database(url)
-        try:
-            db.migrate()
-            now = dt.datetime.now(UTC)
-            with db.session() as s:
-                acct = ACMEAccount(
-                    thumbprint="t", jwk={}, contact=[], status="valid", tos_agreed=True, created_at=now
-                )
-                s.add(acct)
-                s.flush()
-                aid = acct.id
-            ledger = ACMELedger(db.engine, db.autocommit)
-            limits = Limits(1, 3, BIG, 1, frozenset())
+    with _ledger(url) as (db, ledger, aid, now):
+        limits = Limits(1, 3, BIG, 1, frozenset())
 
-            def order(name: str) -> str:
-                q = LimitQuery(limits, aid, (name,), names_hash([name]), now, ORDER_LIFETIME)
-                try:
-                    ledger.new_order(
-                        aid,
-                        [(name, False)],
-                        {
-                            "status": "pending",
-                            "identifiers": [{"type": "dns", "value": name}],
-                            "not_before": None,
-                            "not_after": None,
-                            "error": None,
-                            "certificate_serial": None,
-                            "replaces": None,
-                            "created_at": now,
-                            "names_hash": names_hash([name]),
-                        },
-                        challenge_types=lambda _w: ("http-01",),
-                        token=lambda: "token",
-                        now=now,
-                        pending_lifetime=PENDING_AUTHZ_LIFETIME,
-                        order_lifetime=ORDER_LIFETIME,
-                        limits=q,
-                    )
-                except RateLimited:
-                    return "limited"
-                return "ok"
+        def order(name: str) -> str:
+            q = LimitQuery(limits, aid, (name,), names_hash([name]), now, ORDER_LIFETIME)
+            try:
+                _ledger_order(ledger, aid, name, now, limits=q)
+            except RateLimited:
+                return "limited"
+            return "ok"
 
-            assert order("f.example") == "ok"
-            with db.session() as s:
-                s.query(ACMEAuthorization).update({"status": "invalid", "validated_at": now})
-            assert order("f.example") == "limited"  # failed validations
-            with ThreadPoolExecutor(8) as ex:
-                results = list(ex.map(order, [f"c{i}.example" for i in range(8)]))
-            assert results.count("ok") == 2  # new orders: 3 in the window, exactly
-            with db.session() as s:
-                assert s.scalar(select(func.count()).select_from(ACMEOrder)) == 3
-        finally:
-            db.dispose()
+        assert order("f.example") == "ok"
+        with db.session() as s:
+            s.query(ACMEAuthorization).update({"status": "invalid", "validated_at": now})
+        assert order("f.example") == "limited"  # failed validations
+        with ThreadPoolExecutor(8) as ex:
+            results = list(ex.map(order, [f"c{i}.example" for i in range(8)]))
+        assert results.count("ok") == 2  # new orders: 3 in the window, exactly
+        with db.session() as s:
+            assert s.scalar(select(func.count()).select_from(ACMEOrder)) == 3
 
 
 def test_postgres_concurrent_replacements() -> None:
@@ -337,46 +348,15 @@ def _concurrent_replacements(url: str) -> None:
     from kakuin.acme.ari import check_not_replaced
     from kakuin.acme.errors import AlreadyReplaced
 
-    db = Database(url)
-    try:
-        db.migrate()
-        now = dt.datetime.now(UTC)
-        with db.session() as s:
-            acct = ACMEAccount(thumbprint="t", jwk={}, contact=[], status="valid", tos_agreed=True, created_at=now)
-            s.add(acct)
-            s.flush()
-            aid = acct.id
-        ledger = ACMELedger(db.engine, db.autocommit)
+    with _ledger(url) as (db, ledger, aid, now):
 
         def recheck(conn: object) -> None:
             with Session(bind=conn) as s:  # type: ignore[call-overload]
                 check_not_replaced(s, "AKI.SERIAL", now)
 
         def order(i: int) -> str:
-            name = f"r{i}.example"
             try:
-                ledger.new_order(
-                    aid,
-                    [(name, False)],
-                    {
-                        "status": "pending",
-                        "identifiers": [{"type": "dns", "value": name}],
-                        "not_before": None,
-                        "not_after": None,
-                        "error": None,
-                        "certificate_serial": None,
-                        "replaces": "AKI.SERIAL",
-                        "created_at": now,
-                        "names_hash": names_hash([name]),
-                    },
-                    challenge_types=lambda _w: ("http-01",),
-                    token=lambda: "token",
-                    now=now,
-                    pending_lifetime=PENDING_AUTHZ_LIFETIME,
-                    order_lifetime=ORDER_LIFETIME,
-                    limits=None,
-                    recheck=recheck,
-                )
+                _ledger_order(ledger, aid, f"r{i}.example", now, replaces="AKI.SERIAL", recheck=recheck)
             except AlreadyReplaced:
                 return "replaced"
             return "ok"
@@ -386,5 +366,3 @@ def _concurrent_replacements(url: str) -> None:
         assert results.count("ok") == 1, results
         with db.session() as s:
             assert s.scalar(select(func.count()).select_from(ACMEOrder)) == 1
-    finally:
-        db.dispose()
