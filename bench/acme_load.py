@@ -452,9 +452,10 @@ def kakuin_cli(data: Path, *args: str, env: dict[str, str]) -> str:
 
 
 def start_kakuin(work: Path, dns_port: int, http01: int, db_url: str | None, clients: int, workers: int,
-                 lint: bool, tls: bool = False) -> tuple[list[subprocess.Popen[bytes]], str, list[tuple[str, str]]]:
-    """kakuin serve (and, with ``tls``, the TLS terminator in front of it); the
-    processes, the directory URL and EAB credentials for ``clients`` accounts."""
+                 lint: bool, tls: str = "") -> tuple[list[subprocess.Popen[bytes]], str, list[tuple[str, str]]]:
+    """kakuin serve (and, with ``tls`` "nginx" or "socat", that TLS terminator in
+    front of it); the processes, the directory URL and EAB credentials for
+    ``clients`` accounts."""
     data = work / ("kakuin-pg" if db_url else "kakuin-sqlite")
     port = free_port()
     public = free_port() if tls else port
@@ -485,15 +486,56 @@ def start_kakuin(work: Path, dns_port: int, http01: int, db_url: str | None, cli
     wait_port(port, proc, "kakuin serve")
     procs = [proc]
     if tls:
-        # As a reverse proxy would serve kakuin: TLS ends in socat (OpenSSL, a
-        # process per connection), plain HTTP on to kakuin. Its CPU counts as kakuin's.
-        cert, key = throwaway_tls(work, "kakuin-tls")
-        proxy = subprocess.Popen(
-            ["socat", f"OPENSSL-LISTEN:{public},bind=127.0.0.1,reuseaddr,fork,cert={cert},key={key},nodelay,"
-             "verify=0", f"TCP:127.0.0.1:{port},nodelay"], stdout=subprocess.DEVNULL, stderr=log_file(work, "socat"))
-        wait_port(public, proxy, "socat")
-        procs.append(proxy)
+        procs.append(start_tls_proxy(work, f"{data.name}-{tls}", tls, public, port))
     return procs, f"{scheme}://127.0.0.1:{public}/acme/directory", creds
+
+
+def start_tls_proxy(bench_work: Path, name: str, kind: str, public: int, port: int) -> subprocess.Popen[bytes]:
+    """TLS ended in front of kakuin, as a reverse proxy would end it, plain HTTP on
+    to kakuin; the proxy's CPU counts as kakuin's. ``nginx`` (one worker, keep-alive
+    connections to kakuin): what an operator would run. ``socat`` (OpenSSL, a
+    process per connection, TCP_NODELAY both ways: without it Nagle's algorithm and
+    delayed ACKs hold every response for 40 ms)."""
+    work = bench_work / name
+    work.mkdir(exist_ok=True)
+    cert, key = throwaway_tls(work, "kakuin-tls")
+    if kind == "socat":
+        cmd = ["socat", f"OPENSSL-LISTEN:{public},bind=127.0.0.1,reuseaddr,fork,cert={cert},key={key},nodelay,"
+               "verify=0", f"TCP:127.0.0.1:{port},nodelay"]
+    else:
+        conf = work / "nginx.conf"
+        conf.write_text(f"""
+user root;
+worker_processes 1;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {work}/nginx-body;
+    proxy_temp_path {work}/nginx-proxy;
+    fastcgi_temp_path {work}/nginx-fastcgi;
+    uwsgi_temp_path {work}/nginx-uwsgi;
+    scgi_temp_path {work}/nginx-scgi;
+    upstream kakuin {{ server 127.0.0.1:{port}; keepalive 32; }}
+    server {{
+        listen 127.0.0.1:{public} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        location / {{
+            proxy_pass http://kakuin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+        }}
+    }}
+}}
+""")
+        cmd = [shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(conf), "-p", str(work)]
+    proxy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log_file(bench_work, name))
+    wait_port(public, proxy, kind)
+    return proxy
 
 
 def throwaway_tls(work: Path, name: str) -> tuple[Path, Path]:
@@ -566,8 +608,9 @@ async def main() -> None:
     ap.add_argument("--dns", choices=("bind", "challtestsrv"), default="bind",
                     help="BIND with 300 s TTLs (default) or pebble-challtestsrv (TTL 0)")
     ap.add_argument("--poll-ms", type=float, default=20.0, help="longest wait between polls (default 20)")
-    ap.add_argument("--kakuin-tls", action="store_true",
-                    help="kakuin behind a TLS terminator (socat), as Pebble is reached over TLS")
+    ap.add_argument("--kakuin-tls", nargs="?", const="nginx", default="", choices=("nginx", "socat"),
+                    help="kakuin behind a TLS terminator (nginx, the default, or socat), as Pebble is "
+                         "reached over TLS")
     ap.add_argument("--client", choices=("light", "certbot"), default="light",
                     help="the light asyncio client (default) or certbot's acme library, a thread per client")
     a = ap.parse_args()
@@ -609,8 +652,8 @@ async def main() -> None:
                                                 not a.no_lint, a.kakuin_tls)
             procs += ps
             per_round = [creds[i * a.c:(i + 1) * a.c] for i in range(a.rounds + 1)]
-            servers.append((label + (" (tls)" if a.kakuin_tls else ""), directory, [p.pid for p in ps], per_round,
-                            not a.kakuin_tls))
+            servers.append((label + (f" ({a.kakuin_tls})" if a.kakuin_tls else ""), directory,
+                            [p.pid for p in ps], per_round, not a.kakuin_tls))
         for label, directory, _pid, creds, verify in servers:  # warm-up: accounts, key loading, caches
             await load(directory, min(a.n, 2 * a.c), a.c, creds[0] if creds else None, f"{label} (warm-up)",
                        verify=verify, client=a.client)
