@@ -61,12 +61,16 @@ def write_config(data_dir: Path, *, base_url: str, listen: str, http01: int, tls
 
 
 def start_server(template_dir: Path, tmp: Path, *, tls: tuple[Path, Path] | None = None,
-                 extra_config: str = "") -> Iterator[Server]:
+                 extra_config: str = "", port: int | None = None, base_url: str | None = None) -> Iterator[Server]:
+    """``port``: where kakuin listens (default: a free port); ``base_url``: where
+    clients reach it (default: that port, over https with ``tls``), another
+    address when a proxy stands in front."""
     data_dir = tmp / "server-data"
     shutil.copytree(template_dir, data_dir)
-    port, http01, tlsalpn01 = free_port(), free_port(), free_port()
+    port = port or free_port()
+    http01, tlsalpn01 = free_port(), free_port()
     scheme = "https" if tls else "http"
-    base = f"{scheme}://127.0.0.1:{port}"
+    base = base_url or f"{scheme}://127.0.0.1:{port}"
     write_config(data_dir, base_url=base, listen=f"127.0.0.1:{port}", http01=http01,
                  tlsalpn01=tlsalpn01, extra=extra_config)
     ctx = Context.open(data_dir)
