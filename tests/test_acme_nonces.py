@@ -202,12 +202,21 @@ def _keyring_nonce_key(data_dir: str, barrier: object, out: object) -> None:
         out.put(f"error: {exc}")  # type: ignore[attr-defined]
 
 
-def test_processes_starting_together_share_one_installation_secret(tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_processes_starting_together_share_one_installation_secret(tmp_path, monkeypatch,  # type: ignore[no-untyped-def]
+                                                                    hard_links: bool) -> None:
     """The first `kakuin serve` workers start at the same moment on a new data
     directory: each must end with the same secret (else one's nonces and sealed
-    EAB keys mean nothing to the other), and none may read it half-written."""
+    EAB keys mean nothing to the other), and none may read it half-written. Also
+    on a file system without hard links (os.link refused)."""
     import multiprocessing as mp
     import stat
+
+    if not hard_links:
+        def no_link(*_a: object, **_kw: object) -> None:
+            raise PermissionError("hard links are not supported here")
+
+        monkeypatch.setattr(os, "link", no_link)  # the forked processes inherit it
 
     ctx = mp.get_context("fork")
     for round_ in range(5):

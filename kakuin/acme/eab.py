@@ -15,6 +15,7 @@ import base64
 import datetime as dt
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,8 +55,27 @@ def _create_secret(path: Path) -> None:
             os.link(tmp, path)
         except FileExistsError:
             pass  # another process made it first: its secret is the installation's
+        except OSError:
+            # A file system without hard links: create it in place, exclusively;
+            # a process that finds it still empty waits for it (_read_secret).
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(tmp.read_bytes())
     finally:
         tmp.unlink()
+
+
+def _read_secret(path: Path) -> bytes:
+    for _ in range(100):  # up to ~5 s for a secret being written in place (above)
+        data = path.read_bytes().strip()
+        if data:
+            return base64.b64decode(data)
+        time.sleep(0.05)
+    raise KakuinError(f"{path} is empty: remove it and start kakuin again")
 
 
 class EABKeyring:
@@ -77,7 +97,7 @@ class EABKeyring:
         path = data_dir / "secrets" / "eab-secret"
         if not path.exists():
             _create_secret(path)
-        return cls(base64.b64decode(path.read_bytes().strip()))
+        return cls(_read_secret(path))
 
     def seal(self, kid: str, hmac_key: bytes) -> bytes:
         nonce = secrets.token_bytes(12)
