@@ -15,7 +15,6 @@ import base64
 import datetime as dt
 import os
 import secrets
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,52 +29,12 @@ from kakuin.acme.repos import EABRepo
 from kakuin.clock import Clock, as_utc
 from kakuin.errors import KakuinError, NotFound, Unauthorized
 from kakuin.policy.names import check_dns_name, check_within
+from kakuin.secretfile import installation_secret
 from kakuin.store.db import Database
 from kakuin.store.repos import InstitutionRepo
 
 SECRET_ENV = "KAKUIN_EAB_SECRET"
 HMAC_KEY_BYTES = 32  # HS256: a key as long as the hash output (RFC 2104 §3)
-
-
-def _create_secret(path: Path) -> None:
-    """Make the installation secret, whole or not at all: it is written to a file
-    of its own first and then linked into place, so that a process starting at
-    the same moment never reads a secret still being written (with an O_EXCL
-    create and then a write, it could read an empty file), and the first link
-    wins for every process."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(base64.b64encode(secrets.token_bytes(32)) + b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass  # another process made it first: its secret is the installation's
-        except OSError:
-            # A file system without hard links: create it in place, exclusively;
-            # a process that finds it still empty waits for it (_read_secret).
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass
-            else:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(tmp.read_bytes())
-    finally:
-        tmp.unlink()
-
-
-def _read_secret(path: Path) -> bytes:
-    for _ in range(100):  # up to ~5 s for a secret being written in place (above)
-        data = path.read_bytes().strip()
-        if data:
-            return base64.b64decode(data)
-        time.sleep(0.05)
-    raise KakuinError(f"{path} is empty: remove it and start kakuin again")
 
 
 class EABKeyring:
@@ -94,10 +53,7 @@ class EABKeyring:
         env = dict(os.environ if env is None else env)
         if env.get(SECRET_ENV):
             return cls(base64.b64decode(env[SECRET_ENV]))
-        path = data_dir / "secrets" / "eab-secret"
-        if not path.exists():
-            _create_secret(path)
-        return cls(_read_secret(path))
+        return cls(installation_secret(data_dir / "secrets" / "eab-secret"))
 
     def seal(self, kid: str, hmac_key: bytes) -> bytes:
         nonce = secrets.token_bytes(12)

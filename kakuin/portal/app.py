@@ -23,8 +23,6 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import os
-import secrets
 from typing import Any
 
 import uvicorn
@@ -38,20 +36,11 @@ from kakuin.http import problem_response
 from kakuin.portal.auth import Authenticator, Identity, Refused
 from kakuin.portal.i18n import COOKIE, Translator, negotiate
 from kakuin.ra.services import RA
+from kakuin.secretfile import installation_secret
 
 
 def _csrf_secret(ctx: Context) -> bytes:
-    path = ctx.config.data_dir / "secrets" / "portal-csrf"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(base64.b64encode(secrets.token_bytes(32)) + b"\n")
-    return base64.b64decode(path.read_bytes().strip())
+    return installation_secret(ctx.config.data_dir / "secrets" / "portal-csrf")
 
 
 class Portal:
