@@ -4,7 +4,7 @@ same small async client and the same http-01 responder.
 
     .venv/bin/python bench/acme_load.py -n 200 -c 8 --workers 2 --rounds 3 \
         [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test] [--no-pg] [--no-lint] \
-        [--client light|certbot] [--kakuin-tls]
+        [--client light|certbot] [--kakuin-tls [nginx|socat]]
 
 Everything listens on 127.0.0.1. Names resolve through one DNS server used by
 both CAs (kakuin: va.resolver; Pebble: -dnsserver): by default BIND 9 serving
@@ -43,13 +43,14 @@ a thread and an account per client, its sleeps capped at ``--poll-ms``. It
 polls an authorization at once and then after each sleep, and sleeps before
 every poll of a finalized order, as certbot does. This is the setting in which
 Pebble makes the issue's "about 47 certificates/s with 8 clients polling every
-20 ms" (48–62 certs/s measured here); the light client gets 115–195 from
+20 ms" (48–84 certs/s measured here); the light client gets 115–195 from
 Pebble on the same machine, because it costs a quarter of the CPU per order
 and never sleeps before a poll. Both are reported in bench/RESULTS.md.
 
 Pebble serves only HTTPS, so by default the client pays TLS for Pebble and not
-for kakuin. ``--kakuin-tls`` puts socat (OpenSSL, TCP_NODELAY both ways) in
-front of kakuin as a reverse proxy would be, and counts socat's CPU as kakuin's.
+for kakuin. ``--kakuin-tls`` puts nginx, configured as docs/acme.md says, in
+front of kakuin (``--kakuin-tls socat``: socat with OpenSSL instead), and
+counts the proxy's CPU as kakuin's.
 
 The servers stay up and the rounds are interleaved (Pebble, kakuin SQLite,
 kakuin PostgreSQL, Pebble, …) so that load from other work on the machine
@@ -64,7 +65,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import datetime as dt
 import hashlib
 import json
 import os
@@ -92,6 +92,11 @@ except ImportError:  # the bench extra: pip install -e '.[bench]'
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.tls_proxy import start_nginx, throwaway_tls  # noqa: E402  (the test suite's nginx and certificate)
+
 # The issue's setting: clients poll every 20 ms (or sooner if Retry-After says so).
 POLL_SECONDS = 0.02
 REQUESTS = [0]  # HTTP requests the clients sent (for requests per order)
@@ -492,70 +497,21 @@ def start_kakuin(work: Path, dns_port: int, http01: int, db_url: str | None, cli
 
 def start_tls_proxy(bench_work: Path, name: str, kind: str, public: int, port: int) -> subprocess.Popen[bytes]:
     """TLS ended in front of kakuin, as a reverse proxy would end it, plain HTTP on
-    to kakuin; the proxy's CPU counts as kakuin's. ``nginx`` (one worker, keep-alive
-    connections to kakuin): what an operator would run. ``socat`` (OpenSSL, a
-    process per connection, TCP_NODELAY both ways: without it Nagle's algorithm and
-    delayed ACKs hold every response for 40 ms)."""
+    to kakuin; the proxy's CPU counts as kakuin's. ``nginx``: the configuration of
+    docs/acme.md (tests/tls_proxy.py, one worker, keep-alive connections to
+    kakuin), what an operator would run. ``socat`` (OpenSSL, a process per
+    connection, TCP_NODELAY both ways: without it Nagle's algorithm and delayed
+    ACKs hold every response for 40 ms)."""
     work = bench_work / name
+    if kind == "nginx":
+        return start_nginx(work, public, port, stderr=log_file(bench_work, name))[0]
     work.mkdir(exist_ok=True)
     cert, key = throwaway_tls(work, "kakuin-tls")
-    if kind == "socat":
-        cmd = ["socat", f"OPENSSL-LISTEN:{public},bind=127.0.0.1,reuseaddr,fork,cert={cert},key={key},nodelay,"
-               "verify=0", f"TCP:127.0.0.1:{port},nodelay"]
-    else:
-        conf = work / "nginx.conf"
-        conf.write_text(f"""
-user root;
-worker_processes 1;
-daemon off;
-pid {work}/nginx.pid;
-error_log {work}/nginx-error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {work}/nginx-body;
-    proxy_temp_path {work}/nginx-proxy;
-    fastcgi_temp_path {work}/nginx-fastcgi;
-    uwsgi_temp_path {work}/nginx-uwsgi;
-    scgi_temp_path {work}/nginx-scgi;
-    upstream kakuin {{ server 127.0.0.1:{port}; keepalive 32; }}
-    server {{
-        listen 127.0.0.1:{public} ssl;
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-        location / {{
-            proxy_pass http://kakuin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-        }}
-    }}
-}}
-""")
-        cmd = [shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(conf), "-p", str(work)]
-    proxy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log_file(bench_work, name))
+    proxy = subprocess.Popen(
+        ["socat", f"OPENSSL-LISTEN:{public},bind=127.0.0.1,reuseaddr,fork,cert={cert},key={key},nodelay,"
+         "verify=0", f"TCP:127.0.0.1:{port},nodelay"], stdout=subprocess.DEVNULL, stderr=log_file(bench_work, name))
     wait_port(public, proxy, kind)
     return proxy
-
-
-def throwaway_tls(work: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed P-256 certificate for localhost and 127.0.0.1, and its key."""
-    import ipaddress
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .sign(key, hashes.SHA256()))
-    (work / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (work / f"{name}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                                         serialization.PrivateFormat.PKCS8,
-                                                         serialization.NoEncryption()))
-    return work / f"{name}.pem", work / f"{name}.key"
 
 
 def start_pebble(work: Path, dns_port: int, http01: int) -> tuple[subprocess.Popen[bytes], str]:
@@ -624,7 +580,6 @@ async def main() -> None:
     if a.dns == "bind":
         # BIND 9 serving jp. with realistic TTLs: every order's name (a wildcard A,
         # no AAAA) and the CAA climb's parents (bench.ac.jp, ac.jp, jp: no CAA).
-        sys.path.insert(0, str(ROOT))
         from tests.bind import BindServer, Zone
 
         zone = Zone("jp", records=["$TTL 300", "*.bench.ac.jp. IN A 127.0.0.1", "bench.ac.jp. IN A 127.0.0.1"])
